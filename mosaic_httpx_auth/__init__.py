@@ -1,0 +1,37 @@
+"""httpx authentication for Transmit Security Mosaic APIs.
+
+`MosaicAuth` gets client access tokens from Mosaic's token endpoint, caches one per resource,
+fetches each once however many requests need it, and retries a request refused with 401 once
+with a new token::
+
+    async with httpx.AsyncClient(auth=MosaicAuth(client_id, client_secret)) as client:
+        await client.get("https://api.transmitsecurity.io/cis/v1/users")
+"""
+
+from __future__ import annotations
+
+from ._auth import MosaicAuth
+from ._cache import CacheKey, MemoryTokenCache, TokenCache
+from ._endpoint import DEFAULT_TOKEN_URL
+from ._exceptions import (
+    ConfigurationError,
+    MosaicAuthError,
+    TokenRequestError,
+    TokenResponseError,
+    UnsupportedClientError,
+)
+from ._token import AccessToken
+
+__all__ = [
+    "DEFAULT_TOKEN_URL",
+    "AccessToken",
+    "CacheKey",
+    "ConfigurationError",
+    "MemoryTokenCache",
+    "MosaicAuth",
+    "MosaicAuthError",
+    "TokenCache",
+    "TokenRequestError",
+    "TokenResponseError",
+    "UnsupportedClientError",
+]

@@ -1,0 +1,55 @@
+"""The errors mosaic-httpx-auth raises.
+
+Every error derives from `MosaicAuthError`, so one ``except`` clause catches them all::
+
+    MosaicAuthError
+    ├── ConfigurationError (also a ValueError)
+    ├── UnsupportedClientError (also a TypeError)
+    └── TokenRequestError
+        └── TokenResponseError
+
+Messages name what went wrong and where, never a client secret or a token.
+"""
+
+from __future__ import annotations
+
+
+class MosaicAuthError(Exception):
+    """Raised for every failure of mosaic-httpx-auth: the root of its errors."""
+
+
+class ConfigurationError(MosaicAuthError, ValueError):
+    """Raised when `MosaicAuth` is given settings it cannot work with."""
+
+
+class UnsupportedClientError(MosaicAuthError, TypeError):
+    """Raised when `MosaicAuth` is used with a client it does not support yet."""
+
+
+class TokenRequestError(MosaicAuthError):
+    """Raised when the token endpoint refuses a token request or cannot be reached.
+
+    `status_code` is None when no response arrived. `error` and `error_description` come from
+    the response body, in either shape Mosaic answers with: the OAuth one
+    (``{"error": ..., "error_description": ...}``) or its own
+    (``{"message": ..., "error_code": ...}``, whose message becomes `error_description`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+        resource: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error = error
+        self.error_description = error_description
+        self.resource = resource
+
+
+class TokenResponseError(TokenRequestError):
+    """Raised when the token endpoint answers success with something that is not a usable token."""

@@ -1,0 +1,40 @@
+"""The access token value type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A client access token and what the library knows about it.
+
+    Immutable. Its repr shows the resource and expiry, never the token.
+    """
+
+    token: str = field(repr=False)
+    """The JWT, as sent in the ``Authorization: Bearer`` header."""
+    expires_at: float
+    """When the token stops being accepted, in seconds since the epoch."""
+    resource: str | None = None
+    """The resource (audience) it was requested for; None for Identity Management."""
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The JWT's claims, decoded without verifying the signature; empty for an opaque token."""
+    issued_at: float | None = field(default=None, compare=False)
+    """When it was requested, by the local clock; None when unknown."""
+    authorization: str = field(init=False, repr=False, compare=False)
+    """The ``Authorization`` header value, built once so each request only sets it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
+        object.__setattr__(self, "authorization", f"Bearer {self.token}")
+
+    @property
+    def lifetime(self) -> float | None:
+        """Seconds from `issued_at` to `expires_at`; None when `issued_at` is unknown."""
+        return None if self.issued_at is None else self.expires_at - self.issued_at
