@@ -103,9 +103,11 @@ class MosaicAuth(httpx.Auth):
         store = self._store
         token = store.cached(resource) or await store.get(resource)
         request.headers["Authorization"] = token.authorization
+        # Asked before sending: a transport may read a streamed body into memory as it sends it.
+        replayable = _is_replayable(request)
         response = yield request
 
-        if response.status_code != 401 or not _is_replayable(request):
+        if response.status_code != 401 or not replayable:
             return
         # The token may have been revoked: drop it unless a newer one already replaced it.
         await store.invalidate(resource, token)

@@ -1,0 +1,117 @@
+"""Test doubles for the core tests: a clock to move by hand and a scriptable token endpoint."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import httpx
+from joserfc import jwt
+from joserfc.jwk import OctKey
+
+from mosaic_httpx_auth import MosaicAuth
+
+if TYPE_CHECKING:
+    import anyio
+
+TOKEN_URL = "https://api.transmitsecurity.io/oidc/token"
+CLIENT_ID = "client-id-1"
+CLIENT_SECRET = "s3cr3t-value-never-shown"
+RISK = "https://risk.identity.security"
+VERIFY = "https://verify.identity.security"
+START = 1_800_000_000.0
+
+# The library never verifies signatures; any key makes a well-formed JWT.
+_SIGNING_KEY = OctKey.import_key(b"k" * 32)
+_serial = itertools.count(1)
+
+
+class FakeClock:
+    """Epoch seconds that move only when a test says so."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_jwt(**claims: Any) -> str:
+    """A signed JWT with `claims` and a unique jti."""
+    return jwt.encode({"alg": "HS256"}, {"jti": f"jti-{next(_serial)}", **claims}, _SIGNING_KEY)
+
+
+class FakeMosaic:
+    """A token endpoint and an API behind one `httpx.MockTransport`.
+
+    The endpoint issues JWTs that expire `lifetime` seconds after the clock's now and counts
+    requests per resource. A test can hold token requests at a gate, queue refusals, and revoke
+    tokens so that the API answers 401.
+    """
+
+    def __init__(self, clock: FakeClock, *, lifetime: float = 3600.0) -> None:
+        self.clock = clock
+        self.lifetime = lifetime
+        self.forms: list[dict[str, str]] = []
+        self.token_requests: Counter[str | None] = Counter()
+        self.api_requests: list[httpx.Request] = []
+        self.api_authorizations: list[str] = []
+        self.valid_tokens: set[str] = set()
+        self.queued_responses: list[httpx.Response] = []
+        self.gate: anyio.Event | None = None
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def http_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self.transport())
+
+    def auth(self, **options: Any) -> MosaicAuth:
+        """A `MosaicAuth` whose token requests come here, on the fake clock."""
+        options.setdefault("http_client", self.http_client())
+        options.setdefault("clock", self.clock)
+        options.setdefault("token_url", TOKEN_URL)
+        return MosaicAuth(CLIENT_ID, CLIENT_SECRET, **options)
+
+    def api_client(self, auth: MosaicAuth) -> httpx.AsyncClient:
+        return httpx.AsyncClient(auth=auth, transport=self.transport())
+
+    def revoke_all(self) -> None:
+        self.valid_tokens.clear()
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oidc/token":
+            return await self._token(request)
+        self.api_requests.append(request)
+        # The flow re-sends the same Request object: record the header as it was on arrival.
+        self.api_authorizations.append(request.headers.get("Authorization", ""))
+        scheme, _, token = self.api_authorizations[-1].partition(" ")
+        if scheme != "Bearer" or token not in self.valid_tokens:
+            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
+        return httpx.Response(200, json={"aud": jwt.decode(token, _SIGNING_KEY).claims["aud"]})
+
+    async def _token(self, request: httpx.Request) -> httpx.Response:
+        form = dict(parse_qsl((await request.aread()).decode()))
+        self.forms.append(form)
+        resource = form.get("resource")
+        self.token_requests[resource] += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.queued_responses:
+            return self.queued_responses.pop(0)
+        now = self.clock()
+        token = make_jwt(
+            sub=form["client_id"],
+            aud=resource or "userid-api",
+            iat=int(now),
+            exp=int(now + self.lifetime),
+        )
+        self.valid_tokens.add(token)
+        return httpx.Response(
+            200, json={"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime}
+        )

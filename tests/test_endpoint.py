@@ -1,0 +1,197 @@
+"""The token endpoint client: the request it sends and how it reads every kind of answer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+
+from mosaic_httpx_auth import TokenRequestError, TokenResponseError
+from mosaic_httpx_auth._endpoint import TokenEndpoint, parse_token_response
+
+from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, START, TOKEN_URL, FakeClock, make_jwt
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+pytestmark = pytest.mark.anyio
+
+
+def endpoint_answering(handler: Callable[[httpx.Request], httpx.Response]) -> TokenEndpoint:
+    return TokenEndpoint(
+        token_url=TOKEN_URL,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        clock=FakeClock(),
+    )
+
+
+def parse(body: Any, *, status: int = 200) -> Any:
+    response = httpx.Response(status, json=body)
+    return parse_token_response(response, resource=RISK, requested_at=START)
+
+
+async def test_the_request_is_a_form_post_of_client_credentials() -> None:
+    """The token request posts grant_type, client_id, client_secret and resource as a form."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"access_token": make_jwt(exp=START + 60)})
+
+    token = await endpoint_answering(handler).request_token(RISK)
+    (request,) = seen
+    assert (request.method, str(request.url)) == ("POST", TOKEN_URL)
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert dict(parse_qsl(request.content.decode())) == {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "resource": RISK,
+    }
+    assert (token.resource, token.expires_at, token.issued_at) == (RISK, START + 60, START)
+
+
+async def test_no_resource_means_no_resource_parameter() -> None:
+    """A token for no resource (Identity Management) is requested without `resource`."""
+    forms: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        forms.append(dict(parse_qsl(request.content.decode())))
+        return httpx.Response(200, json={"access_token": "opaque", "expires_in": 60})
+
+    await endpoint_answering(handler).request_token(None)
+    assert "resource" not in forms[0]
+
+
+def test_expiry_comes_from_the_jwt_exp_claim() -> None:
+    """Without expires_in, the JWT's exp claim says when the token expires."""
+    token = parse({"access_token": make_jwt(exp=START + 1234, aud=RISK), "token_type": "Bearer"})
+    assert token.expires_at == START + 1234
+    assert token.claims["aud"] == RISK
+
+
+def test_expiry_falls_back_to_expires_in() -> None:
+    """An opaque token expires `expires_in` seconds after it was requested."""
+    token = parse({"access_token": "opaque-token", "expires_in": 900})
+    assert token.expires_at == START + 900
+    assert dict(token.claims) == {}
+
+
+@pytest.mark.parametrize(("exp", "expires_in", "expected"), [(100, 200, 100), (300, 200, 200)])
+def test_the_earlier_of_exp_and_expires_in_wins(exp: int, expires_in: int, expected: int) -> None:
+    """When both the JWT and the response say when, the earlier time is used."""
+    token = parse({"access_token": make_jwt(exp=START + exp), "expires_in": expires_in})
+    assert token.expires_at == START + expected
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"access_token": make_jwt(aud=RISK)}, "neither a JWT exp claim nor expires_in"),
+        ({"access_token": "opaque"}, "neither a JWT exp claim nor expires_in"),
+        ({"access_token": make_jwt(exp="soon")}, "neither a JWT exp claim nor expires_in"),
+        ({"access_token": make_jwt(exp=True)}, "neither a JWT exp claim nor expires_in"),
+        ({"access_token": "t", "expires_in": 0}, "expires_in is not a positive number"),
+        ({"access_token": "t", "expires_in": "3600"}, "expires_in is not a positive number"),
+        ({"access_token": "t", "expires_in": None}, "expires_in is not a positive number"),
+        ({"expires_in": 60}, "no access_token"),
+        ({"access_token": "", "expires_in": 60}, "no access_token"),
+        ({"access_token": 7, "expires_in": 60}, "no access_token"),
+        ({"access_token": "t", "expires_in": 60, "token_type": "mac"}, "not Bearer"),
+        (["access_token"], "not a JSON object"),
+    ],
+)
+def test_an_unusable_token_response_is_a_token_response_error(body: Any, reason: str) -> None:
+    """A success answer without a usable token raises TokenResponseError saying why."""
+    with pytest.raises(TokenResponseError, match=reason) as caught:
+        parse(body)
+    assert caught.value.status_code == 200
+    assert caught.value.resource == RISK
+
+
+def test_a_body_that_is_not_json_is_a_token_response_error() -> None:
+    """A success answer whose body is not JSON raises TokenResponseError."""
+    response = httpx.Response(200, text="<html>maintenance</html>")
+    with pytest.raises(TokenResponseError, match="not JSON"):
+        parse_token_response(response, resource=None, requested_at=START)
+
+
+def test_token_type_is_case_insensitive() -> None:
+    """`token_type: bearer` in lower case is accepted, as RFC 6749 says it is."""
+    assert parse({"access_token": "t", "expires_in": 5, "token_type": "bearer"}).token == "t"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "description"),
+    [
+        (
+            401,
+            {"error": "invalid_client", "error_description": "bad creds"},
+            "invalid_client",
+            "bad creds",
+        ),
+        (400, {"message": "resource not allowed", "error_code": 400}, None, "resource not allowed"),
+        (500, {"message": "boom", "error_code": 500}, None, "boom"),
+        (502, "<html>bad gateway</html>", None, None),
+        (429, {"error": 429, "message": ["odd"]}, None, None),
+    ],
+)
+async def test_refusals_are_parsed_from_both_error_shapes(
+    status: int, body: Any, error: str | None, description: str | None
+) -> None:
+    """A refusal becomes a TokenRequestError with the status, error and description it carried."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(body, str):
+            return httpx.Response(status, text=body)
+        return httpx.Response(status, json=body)
+
+    with pytest.raises(TokenRequestError) as caught:
+        await endpoint_answering(handler).request_token(RISK)
+    refusal = caught.value
+    assert type(refusal) is TokenRequestError
+    assert (refusal.status_code, refusal.error, refusal.error_description) == (
+        status,
+        error,
+        description,
+    )
+    assert f"HTTP {status}" in str(refusal)
+    assert RISK in str(refusal)
+
+
+async def test_an_unreachable_endpoint_is_a_token_request_error_without_status() -> None:
+    """A connection failure raises TokenRequestError with no status code, chained to its cause."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(TokenRequestError, match="could not reach") as caught:
+        await endpoint_answering(handler).request_token(None)
+    assert caught.value.status_code is None
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+async def test_a_secret_echoed_by_the_server_is_redacted() -> None:
+    """An error description that repeats the client secret does not carry it into the error."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            401,
+            json={"error": "invalid_client", "error_description": f"bad secret {CLIENT_SECRET}"},
+        )
+
+    with pytest.raises(TokenRequestError) as caught:
+        await endpoint_answering(handler).request_token(None)
+    assert caught.value.error_description == "bad secret [secret]"
+    assert CLIENT_SECRET not in str(caught.value)
+
+
+def test_endpoint_repr_hides_the_secret() -> None:
+    """The endpoint's repr names the URL and client id, not the secret."""
+    text = repr(endpoint_answering(lambda request: httpx.Response(500)))
+    assert CLIENT_ID in text
+    assert CLIENT_SECRET not in text

@@ -1,0 +1,221 @@
+"""The token store: caching per resource, single flight, cancellation and expiry."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+
+from mosaic_httpx_auth import AccessToken, CacheKey, MemoryTokenCache, TokenRequestError
+
+from .helpers import CLIENT_ID, RISK, TOKEN_URL, VERIFY, FakeClock, FakeMosaic
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def mosaic(clock: FakeClock) -> FakeMosaic:
+    return FakeMosaic(clock)
+
+
+async def test_hundreds_of_concurrent_callers_make_one_token_request(mosaic: FakeMosaic) -> None:
+    """On a cold cache, 300 concurrent requests for one resource wait for a single fetch."""
+    mosaic.gate = anyio.Event()
+    auth = mosaic.auth(resource=RISK)
+    tokens: list[AccessToken] = []
+
+    async def call() -> None:
+        tokens.append(await auth.get_token())
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(300):
+            tasks.start_soon(call)
+        await wait_all_tasks_blocked()
+        mosaic.gate.set()
+    assert mosaic.token_requests[RISK] == 1
+    assert len(tokens) == 300
+    assert len({token.token for token in tokens}) == 1
+
+
+async def test_concurrent_requests_through_a_client_make_one_token_request(
+    mosaic: FakeMosaic,
+) -> None:
+    """200 concurrent API calls on a cold cache all succeed on one token request."""
+    mosaic.gate = anyio.Event()
+    statuses: list[int] = []
+    async with mosaic.api_client(mosaic.auth()) as client:
+
+        async def call() -> None:
+            statuses.append(
+                (await client.get("https://api.transmitsecurity.io/cis/v1/x")).status_code
+            )
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(200):
+                tasks.start_soon(call)
+            await wait_all_tasks_blocked()
+            mosaic.gate.set()
+    assert statuses == [200] * 200
+    assert mosaic.token_requests[None] == 1
+
+
+async def test_each_resource_has_its_own_single_flight(mosaic: FakeMosaic) -> None:
+    """Concurrent callers for two resources each get their own resource's token."""
+    mosaic.gate = anyio.Event()
+    auth = mosaic.auth()
+    got: dict[str, list[str | None]] = {RISK: [], VERIFY: []}
+
+    async def call(resource: str) -> None:
+        got[resource].append((await auth.get_token(resource)).claims["aud"])
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(50):
+            tasks.start_soon(call, RISK)
+            tasks.start_soon(call, VERIFY)
+        await wait_all_tasks_blocked()
+        mosaic.gate.set()
+    assert got == {RISK: [RISK] * 50, VERIFY: [VERIFY] * 50}
+    assert mosaic.token_requests == {RISK: 1, VERIFY: 1}
+
+
+async def test_a_fetch_for_one_resource_does_not_delay_another(mosaic: FakeMosaic) -> None:
+    """While a token fetch for one resource hangs, a cached resource's token is served at once."""
+    auth = mosaic.auth()
+    risk = await auth.get_token(RISK)
+    mosaic.gate = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(auth.get_token, VERIFY)
+        await wait_all_tasks_blocked()
+        with anyio.fail_after(1):
+            assert await auth.get_token(RISK) is risk
+        assert mosaic.token_requests[VERIFY] == 1
+        mosaic.gate.set()
+
+
+async def test_a_caller_cancelled_during_the_fetch_leaves_the_store_usable(
+    mosaic: FakeMosaic,
+) -> None:
+    """Cancelling the caller that runs a fetch lets the next caller fetch a token normally."""
+    mosaic.gate = anyio.Event()
+    auth = mosaic.auth()
+    with anyio.move_on_after(0.05) as scope:
+        await auth.get_token()
+    assert scope.cancelled_caught
+    mosaic.gate = None
+    with anyio.fail_after(1):
+        token = await auth.get_token()
+    assert token.claims["aud"] == "userid-api"
+    assert mosaic.token_requests[None] == 2
+
+
+async def test_callers_cancelled_while_waiting_leave_the_store_usable(mosaic: FakeMosaic) -> None:
+    """Cancelling callers that wait for someone else's fetch neither breaks nor repeats it."""
+    mosaic.gate = anyio.Event()
+    auth = mosaic.auth()
+    results: list[AccessToken] = []
+
+    async def fetch() -> None:
+        results.append(await auth.get_token())
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(fetch)
+        await wait_all_tasks_blocked()
+        async with anyio.create_task_group() as waiters:
+            for _ in range(10):
+                waiters.start_soon(auth.get_token)
+            await wait_all_tasks_blocked()
+            waiters.cancel_scope.cancel()
+        mosaic.gate.set()
+    assert len(results) == 1
+    assert await auth.get_token() is results[0]
+    assert mosaic.token_requests[None] == 1
+
+
+async def test_a_failed_fetch_is_not_cached_and_waiters_try_again(mosaic: FakeMosaic) -> None:
+    """When the fetch fails, its caller gets the error and the next caller fetches anew."""
+    mosaic.queued_responses.append(httpx.Response(503, json={"message": "down", "error_code": 503}))
+    auth = mosaic.auth()
+    with pytest.raises(TokenRequestError) as caught:
+        await auth.get_token()
+    assert (caught.value.status_code, caught.value.error_description) == (503, "down")
+    assert (await auth.get_token()).claims["aud"] == "userid-api"
+    assert mosaic.token_requests[None] == 2
+
+
+async def test_leeway_zero_uses_the_token_to_its_last_second(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """With `leeway=0`, a token is reused until the moment it expires, not a default leeway."""
+    auth = mosaic.auth(leeway=0)
+    first = await auth.get_token()
+    clock.advance(3599.5)
+    assert await auth.get_token() is first
+    clock.advance(0.5)
+    assert await auth.get_token() is not first
+    assert mosaic.token_requests[None] == 2
+
+
+async def test_a_token_shorter_lived_than_the_leeway_is_still_reused(
+    clock: FakeClock,
+) -> None:
+    """The leeway is capped at half a token's lifetime, so a 30 s token serves for 15 s."""
+    mosaic = FakeMosaic(clock, lifetime=30)
+    auth = mosaic.auth(leeway=60)
+    first = await auth.get_token()
+    clock.advance(14.9)
+    assert await auth.get_token() is first
+    clock.advance(0.1)
+    assert await auth.get_token() is not first
+
+
+async def test_a_shared_cache_serves_several_auths_with_one_token_request(
+    mosaic: FakeMosaic,
+) -> None:
+    """Two MosaicAuth instances sharing a MemoryTokenCache make one token request between them."""
+    cache = MemoryTokenCache()
+    first = await mosaic.auth(cache=cache, resource=RISK).get_token()
+    second = await mosaic.auth(cache=cache, resource=RISK).get_token()
+    assert second is first
+    assert mosaic.token_requests[RISK] == 1
+    assert await cache.get(CacheKey(TOKEN_URL, CLIENT_ID, RISK)) is first
+
+
+async def test_an_expiring_token_in_the_shared_cache_is_replaced(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """A token the shared cache holds but that is within the leeway is fetched anew."""
+    cache = MemoryTokenCache()
+    old = await mosaic.auth(cache=cache).get_token()
+    clock.advance(3600 - 30)
+    new = await mosaic.auth(cache=cache).get_token()
+    assert new is not old
+    assert await cache.get(CacheKey(TOKEN_URL, CLIENT_ID, None)) is new
+
+
+async def test_invalidating_discards_the_token_from_the_shared_cache(mosaic: FakeMosaic) -> None:
+    """A token refused by the API leaves the shared cache too, but a newer one there stays."""
+    cache = MemoryTokenCache()
+    auth = mosaic.auth(cache=cache)
+    key = CacheKey(TOKEN_URL, CLIENT_ID, None)
+    old = await auth.get_token()
+    await auth._store.invalidate(None, old)
+    assert await cache.get(key) is None
+    new = await auth.get_token()
+    await auth._store.invalidate(None, old)
+    assert await cache.get(key) is new
+
+
+async def test_single_flight_holds_across_checkpoints(mosaic: FakeMosaic) -> None:
+    """A caller arriving after the fetch finished reuses its token rather than fetching."""
+    auth = mosaic.auth()
+    first = await auth.get_token()
+    await checkpoint()
+    assert await auth.get_token() is first
+    assert mosaic.token_requests[None] == 1
