@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
+
+# The main job: a timed report of what the library does, against the embedded emulator unless
+# MOSAIC_CLIENT_ID and MOSAIC_CLIENT_SECRET are set.
+demo: $(STAMP)
+	$(BIN)/python examples/quickstart.py
 
 test: lint typecheck pytest
 

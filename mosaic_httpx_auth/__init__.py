@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from ._auth import MosaicAuth
 from ._cache import CacheKey, MemoryTokenCache, TokenCache
-from ._endpoint import DEFAULT_TOKEN_URL
 from ._exceptions import (
     ConfigurationError,
     MosaicAuthError,
@@ -20,10 +19,13 @@ from ._exceptions import (
     TokenResponseError,
     UnsupportedClientError,
 )
+from ._services import DEFAULT_TOKEN_URL, RISK_RESOURCE, VERIFY_RESOURCE
 from ._token import AccessToken
 
 __all__ = [
     "DEFAULT_TOKEN_URL",
+    "RISK_RESOURCE",
+    "VERIFY_RESOURCE",
     "AccessToken",
     "CacheKey",
     "ConfigurationError",

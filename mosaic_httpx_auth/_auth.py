@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import TYPE_CHECKING
 
 import httpx
 
-from ._endpoint import DEFAULT_TOKEN_URL, TokenEndpoint
+from ._endpoint import TokenEndpoint
+from ._environment import settings_from_env
 from ._exceptions import ConfigurationError, UnsupportedClientError
 from ._routing import ResourceRouter
+from ._services import DEFAULT_TOKEN_URL
 from ._store import TokenStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Generator, Mapping
     from types import TracebackType
+    from typing import Any
 
     from ._cache import TokenCache
     from ._token import AccessToken
@@ -88,6 +92,15 @@ class MosaicAuth(httpx.Auth):
             cache=cache,
         )
 
+    @classmethod
+    def from_env(cls, **overrides: Any) -> MosaicAuth:
+        """A `MosaicAuth` configured from environment variables; `overrides` take precedence.
+
+        Reads ``MOSAIC_CLIENT_ID`` and ``MOSAIC_CLIENT_SECRET`` (required), ``MOSAIC_TOKEN_URL``
+        and ``MOSAIC_RESOURCE``. Raises `ConfigurationError` naming a missing variable.
+        """
+        return cls(**settings_from_env(os.environ, overrides))
+
     def __repr__(self) -> str:
         endpoint = self._store.endpoint
         return (
@@ -128,6 +141,10 @@ class MosaicAuth(httpx.Auth):
         raise UnsupportedClientError(
             "MosaicAuth works with httpx.AsyncClient only; it was used with httpx.Client"
         )
+
+    def resource_for(self, url: httpx.URL | str) -> str | None:
+        """The resource whose token a request to `url` carries."""
+        return self._router.resource_for(httpx.URL(url))
 
     async def get_token(self, resource: str | None = None) -> AccessToken:
         """A usable token for `resource` (None: the default resource), fetched if need be."""

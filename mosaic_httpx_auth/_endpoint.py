@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mosaic_httpx_auth")
 
-DEFAULT_TOKEN_URL = "https://api.transmitsecurity.io/oidc/token"
-
 # Error texts come from the server; keep a misbehaving one from flooding logs and messages.
 _MAX_ERROR_TEXT = 300
 

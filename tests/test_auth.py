@@ -88,6 +88,8 @@ async def test_resources_route_requests_by_longest_url_prefix(mosaic: FakeMosaic
         "userid-api",
     ]
     assert mosaic.token_requests == {RISK: 1, VERIFY: 1, None: 1}
+    assert auth.resource_for(f"{API}/risk/v1/legacy") is None
+    assert auth.resource_for(httpx.URL(f"{API}/verify")) == VERIFY
 
 
 async def test_a_401_drops_the_token_and_retries_once_with_a_new_one(mosaic: FakeMosaic) -> None:

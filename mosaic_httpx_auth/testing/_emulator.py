@@ -1,0 +1,578 @@
+"""`MosaicEmulator`: an in-process stand-in for Mosaic's token service and the APIs it guards."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import hmac
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote_plus
+
+import httpx
+
+from .._auth import MosaicAuth
+from .._exceptions import ConfigurationError
+from .._services import IDENTITY_MANAGEMENT_AUDIENCE, RISK_RESOURCE, VERIFY_RESOURCE
+from ._asgi import EmulatorApp
+from ._faults import TokenRequestFault
+from ._server import serve_locally
+from ._signing import TokenSigner
+from ._transport import EmulatorTransport
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from contextlib import AbstractContextManager
+
+    from joserfc.jwk import RSAKey
+
+    from ._faults import FaultBody
+
+
+_TOKEN_PATHS = frozenset({"/oidc/token", "/cis/oidc/token"})
+_JWKS_PATH = "/cis/oidc/jwks"
+_DISCOVERY_PATH = "/cis/oidc/.well-known/openid-configuration"
+# The audience a token needs for each API, by path prefix.
+_API_AUDIENCES = (
+    ("/risk/", RISK_RESOURCE),
+    ("/verify/", VERIFY_RESOURCE),
+    ("/cis/", IDENTITY_MANAGEMENT_AUDIENCE),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredClient:
+    """An application registered with the emulator: its credentials and what it may request."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    resources: frozenset[str]
+    """The resources it may request tokens for; a token without a resource is always allowed."""
+    app_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _IssuedToken:
+    client_id: str
+    audience: str
+
+
+class _Refused(Exception):
+    """Raised inside request handling to answer with `response` instead."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class MosaicEmulator:
+    """An in-process emulation of Mosaic's token service and of the APIs that check its tokens.
+
+    It issues RS256-signed client access tokens at ``POST /oidc/token`` (and ``/cis/oidc/token``)
+    to clients registered with `register_client`, publishes its key at ``/cis/oidc/jwks`` and
+    discovery at ``/cis/oidc/.well-known/openid-configuration``, and guards every path under
+    ``/risk/``, ``/verify/`` and ``/cis/``: a request there needs an unexpired, unrevoked token
+    that the emulator issued for that API's audience. Reach it through `transport()`, `app`
+    (ASGI) or `serve()` (a local port); all three share one state. Safe to use from the thread
+    that `serve()` starts and the caller's at once.
+
+    Args:
+        token_lifetime: Seconds a token is valid for.
+        resource_token_lifetimes: Lifetimes for particular resources (None: no resource),
+            overriding `token_lifetime`.
+        issuer: The ``iss`` claim of the tokens.
+        clock: Returns the current time in seconds since the epoch; both issuing and checking
+            tokens read it, so a test can expire tokens by moving it.
+        signing_key: The private RSA key that signs tokens (its ``kid``, or else its
+            thumbprint, names it in the JWKS). By default each emulator generates its own,
+            which takes tens of milliseconds; emulators may share one to save that time and
+            still accept only the tokens they issued.
+    """
+
+    def __init__(
+        self,
+        *,
+        token_lifetime: float = 3600.0,
+        resource_token_lifetimes: Mapping[str | None, float] | None = None,
+        issuer: str = "https://userid.security",
+        clock: Callable[[], float] = time.time,
+        signing_key: RSAKey | None = None,
+    ) -> None:
+        lifetimes = dict(resource_token_lifetimes or {})
+        for lifetime in (token_lifetime, *lifetimes.values()):
+            _check_lifetime(lifetime)
+        self.issuer = issuer
+        self.tenant_id = secrets.token_hex(8)
+        """The ``tid`` claim of the tokens."""
+        self._token_lifetime = float(token_lifetime)
+        self._resource_token_lifetimes = lifetimes
+        self._clock = clock
+        self._signer = TokenSigner(issuer=issuer, key=signing_key)
+        # Short critical sections only, never across an await: cheap enough for an event loop,
+        # and needed because `serve()` handles requests on another thread.
+        self._lock = threading.Lock()
+        self._clients: dict[str, RegisteredClient] = {}
+        self._issued: dict[str, _IssuedToken] = {}
+        self._revoked: set[str] = set()
+        self._faults: collections.deque[TokenRequestFault] = collections.deque()
+        self._token_requests: collections.Counter[str | None] = collections.Counter()
+        self._api_calls: collections.Counter[str] = collections.Counter()
+        self._rejected_api_calls: collections.Counter[str] = collections.Counter()
+        self.app = EmulatorApp(self.handle_request)
+        """The emulator as an ASGI 3 application."""
+
+    def __repr__(self) -> str:
+        return f"MosaicEmulator(issuer={self.issuer!r})"
+
+    # Setup
+
+    def register_client(
+        self,
+        *,
+        resources: Iterable[str] = (),
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        app_id: str | None = None,
+    ) -> RegisteredClient:
+        """Register an application that may request tokens, with random credentials by default.
+
+        Args:
+            resources: The resources it may request tokens for, besides none.
+            client_id: Its client ID; must not be registered already.
+            client_secret: Its client secret.
+            app_id: The ``app_id`` claim of its tokens.
+        """
+        if isinstance(resources, str):
+            raise ConfigurationError(
+                "resources must be a collection of resource URLs, not one string"
+            )
+        client = RegisteredClient(
+            client_id=secrets.token_hex(12) if client_id is None else client_id,
+            client_secret=secrets.token_urlsafe(24) if client_secret is None else client_secret,
+            resources=frozenset(resources),
+            app_id=secrets.token_hex(8) if app_id is None else app_id,
+        )
+        if not client.client_id or not client.client_secret:
+            raise ConfigurationError("client_id and client_secret must not be empty")
+        with self._lock:
+            if client.client_id in self._clients:
+                raise ConfigurationError(f"client {client.client_id!r} is registered already")
+            self._clients[client.client_id] = client
+        return client
+
+    def issue_token(
+        self, client_id: str, resource: str | None = None, *, lifetime: float | None = None
+    ) -> str:
+        """Mint a token for a registered client directly, as the token endpoint would.
+
+        The resource need not be one the client may request, so that tests can make tokens an
+        API refuses. The token is not counted as a token request.
+        """
+        with self._lock:
+            client = self._clients.get(client_id)
+        if client is None:
+            raise ConfigurationError(f"no client {client_id!r} is registered")
+        if lifetime is None:
+            lifetime = self._lifetime_for(resource)
+        _check_lifetime(lifetime)
+        return self._mint(client, resource, lifetime)
+
+    def revoke_tokens(self, *, client_id: str | None = None, audience: str | None = None) -> int:
+        """Make the APIs refuse every token issued so far; return how many were newly revoked.
+
+        Args:
+            client_id: Revoke only this client's tokens.
+            audience: Revoke only tokens for this audience: a resource, or ``"userid-api"``
+                for tokens requested without one.
+        """
+        with self._lock:
+            matching = {
+                jti
+                for jti, issued in self._issued.items()
+                if client_id in (None, issued.client_id) and audience in (None, issued.audience)
+            }
+            newly_revoked = matching - self._revoked
+            self._revoked |= newly_revoked
+        return len(newly_revoked)
+
+    def fail_next_token_requests(
+        self,
+        status: int = 503,
+        *,
+        body: FaultBody = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
+        drop_connection: bool = False,
+        count: int = 1,
+    ) -> None:
+        """Make the next `count` token requests fail, after any faults queued before.
+
+        Each waits `delay` seconds, then is answered with `status`, `body` and `headers`
+        instead of a token, or, with `drop_connection`, gets no response at all: the client
+        sees a transport error. A failed request is still counted in `token_requests`.
+
+        Args:
+            status: The HTTP status of the answer (200 to 599: a 200 with a `body` that is no
+                token response tests a client's parsing).
+            body: The answer's body: bytes, text, a JSON object, or None for Mosaic's error
+                shape ``{"message": ..., "error_code": status}``.
+            headers: Headers of the answer, e.g. ``{"Retry-After": "2"}``.
+            delay: Seconds to wait before answering or dropping the connection.
+            drop_connection: Answer nothing; `status`, `body` and `headers` are ignored.
+            count: How many token requests fail this way.
+        """
+        fault = TokenRequestFault(
+            status=status,
+            body=body,
+            headers=dict(headers or {}),
+            delay=delay,
+            drop_connection=drop_connection,
+        )
+        self._queue_fault(fault, count)
+
+    def delay_next_token_requests(self, seconds: float, *, count: int = 1) -> None:
+        """Make the next `count` token requests wait `seconds` before they are answered as usual.
+
+        Queued after, and in turn with, the faults of `fail_next_token_requests`.
+        """
+        self._queue_fault(TokenRequestFault(delay=seconds), count)
+
+    def _queue_fault(self, fault: TokenRequestFault, count: int) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigurationError(f"count must be a positive integer, not {count!r}")
+        with self._lock:
+            self._faults.extend([fault] * count)
+
+    # Observation
+
+    @property
+    def token_requests(self) -> collections.Counter[str | None]:
+        """Token requests received, by the resource they named (None: none or unreadable).
+
+        A copy. Every request to the token endpoint counts, refused and faulted ones included.
+        """
+        with self._lock:
+            return collections.Counter(self._token_requests)
+
+    @property
+    def api_calls(self) -> collections.Counter[str]:
+        """Requests to the guarded APIs, by path, accepted or refused. A copy."""
+        with self._lock:
+            return collections.Counter(self._api_calls)
+
+    @property
+    def rejected_api_calls(self) -> collections.Counter[str]:
+        """Requests to the guarded APIs refused for want of a valid token, by path. A copy."""
+        with self._lock:
+            return collections.Counter(self._rejected_api_calls)
+
+    def reset_counters(self) -> None:
+        """Set `token_requests`, `api_calls` and `rejected_api_calls` back to zero."""
+        with self._lock:
+            self._token_requests.clear()
+            self._api_calls.clear()
+            self._rejected_api_calls.clear()
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set that verifies the emulator's tokens."""
+        return self._signer.jwks
+
+    # Ways in
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An httpx transport that sends every request, whatever its host, to the emulator.
+
+        For `httpx.AsyncClient` only, so that code calling ``https://api.transmitsecurity.io``
+        works unchanged.
+        """
+        return EmulatorTransport(self.handle_request)
+
+    def auth(self, client: RegisteredClient, **options: Any) -> MosaicAuth:
+        """A `MosaicAuth` for `client` whose token requests go to this emulator.
+
+        `options` are passed on to `MosaicAuth`. Send the API requests through `transport()`
+        too, or to `serve()`'s URL.
+        """
+        options.setdefault("http_client", httpx.AsyncClient(transport=self.transport()))
+        return MosaicAuth(client.client_id, client.client_secret, **options)
+
+    def serve(self, *, port: int = 0, shutdown_timeout: float = 5.0) -> AbstractContextManager[str]:
+        """Serve the emulator over HTTP on 127.0.0.1 while the ``with`` block runs.
+
+        Yields the base URL, e.g. ``"http://127.0.0.1:54321"``. uvicorn runs in a background
+        thread on `port` (0: a free one) and is stopped on exit, waiting at most
+        `shutdown_timeout` seconds for requests in flight. Needs the ``emulator`` extra.
+        """
+        return serve_locally(self.app, port=port, shutdown_timeout=shutdown_timeout)
+
+    async def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request as Mosaic would: the core behind `transport`, `app` and `serve`.
+
+        The request's body must have been read. Raises `httpx.RemoteProtocolError` when a
+        fault drops the connection.
+        """
+        path = request.url.path
+        if path in _TOKEN_PATHS:
+            if request.method != "POST":
+                return _method_not_allowed("POST")
+            return await self._token_endpoint(request)
+        if path in (_JWKS_PATH, _DISCOVERY_PATH):
+            if request.method != "GET":
+                return _method_not_allowed("GET")
+            if path == _JWKS_PATH:
+                return httpx.Response(200, json=self.jwks)
+            return httpx.Response(200, json=self._discovery(request.url))
+        audience = next((aud for prefix, aud in _API_AUDIENCES if path.startswith(prefix)), None)
+        if audience is None:
+            return _mosaic_error(404, "Not Found")
+        return self._api_call(request, audience)
+
+    # The token endpoint
+
+    async def _token_endpoint(self, request: httpx.Request) -> httpx.Response:
+        form = _read_form(request)
+        with self._lock:
+            self._token_requests[None if form is None else form.get("resource")] += 1
+            fault = self._faults.popleft() if self._faults else None
+        if fault is not None:
+            response = await fault.apply(request)
+            if response is not None:
+                return response
+        if form is None:
+            return _oauth_error(
+                400,
+                "invalid_request",
+                "the body must be an application/x-www-form-urlencoded form "
+                "giving each parameter once",
+            )
+        try:
+            return self._grant(form, request.headers)
+        except _Refused as refusal:
+            return refusal.response
+
+    def _grant(self, form: dict[str, str], headers: httpx.Headers) -> httpx.Response:
+        """Answer a well-formed token request with a token, or refuse it."""
+        grant_type = form.get("grant_type")
+        if grant_type is None:
+            raise _Refused(_oauth_error(400, "invalid_request", "grant_type is missing"))
+        client = self._authenticate_client(form, headers)
+        if grant_type != "client_credentials":
+            raise _Refused(
+                _oauth_error(
+                    400,
+                    "unsupported_grant_type",
+                    f"grant_type {grant_type!r} is not supported; use client_credentials",
+                )
+            )
+        resource = form.get("resource")
+        if resource is not None and resource not in client.resources:
+            raise _Refused(
+                _mosaic_error(400, f"resource {resource!r} is not configured for this client")
+            )
+        lifetime = self._lifetime_for(resource)
+        return httpx.Response(
+            200,
+            json={
+                "access_token": self._mint(client, resource, lifetime),
+                "token_type": "Bearer",
+                "expires_in": int(lifetime) if lifetime.is_integer() else lifetime,
+                "scope": "",
+            },
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
+
+    def _authenticate_client(
+        self, form: dict[str, str], headers: httpx.Headers
+    ) -> RegisteredClient:
+        """The registered client the request authenticates as; refuses with 401 otherwise.
+
+        Accepts ``client_secret_post`` (the secret in the form) and ``client_secret_basic``
+        (HTTP Basic). Mosaic's other methods (``private_key_jwt``, ``tls_client_auth``) would
+        be told apart here by the parameters they send.
+        """
+        basic = _basic_credentials(headers.get("authorization"))
+        if basic is not None:
+            client_id, secret = basic
+            # RFC 6749 §2.3: one authentication method per request.
+            if "client_secret" in form:
+                raise _Refused(
+                    _oauth_error(
+                        400,
+                        "invalid_request",
+                        "send the client secret once: in the Authorization header or the form",
+                    )
+                )
+            if form.get("client_id", client_id) != client_id:
+                raise _Refused(
+                    _oauth_error(
+                        400,
+                        "invalid_request",
+                        "client_id differs from the one in the Authorization header",
+                    )
+                )
+        else:
+            maybe_client_id = form.get("client_id")
+            if maybe_client_id is None:
+                raise _Refused(_oauth_error(400, "invalid_request", "client_id is missing"))
+            client_id = maybe_client_id
+            maybe_secret = form.get("client_secret")
+            if maybe_secret is None:
+                raise _Refused(_invalid_client("no client authentication was provided"))
+            secret = maybe_secret
+        with self._lock:
+            client = self._clients.get(client_id)
+        # Constant time, as a real server must compare; and what was sent is never echoed.
+        if client is None or not hmac.compare_digest(
+            secret.encode(), client.client_secret.encode()
+        ):
+            raise _Refused(_invalid_client("client authentication failed", basic=basic is not None))
+        return client
+
+    def _lifetime_for(self, resource: str | None) -> float:
+        return self._resource_token_lifetimes.get(resource, self._token_lifetime)
+
+    def _mint(self, client: RegisteredClient, resource: str | None, lifetime: float) -> str:
+        now = self._clock()
+        audience = IDENTITY_MANAGEMENT_AUDIENCE if resource is None else resource
+        jti = secrets.token_urlsafe(16)
+        token = self._signer.sign(
+            {
+                "iss": self.issuer,
+                "sub": client.client_id,
+                "aud": audience,
+                "iat": int(now),
+                "exp": int(now + lifetime),
+                "jti": jti,
+                "client_id": client.client_id,
+                "app_id": client.app_id,
+                "tid": self.tenant_id,
+                "scope": "",
+            }
+        )
+        with self._lock:
+            self._issued[jti] = _IssuedToken(client_id=client.client_id, audience=audience)
+        return token
+
+    def _discovery(self, url: httpx.URL) -> dict[str, Any]:
+        """The OpenID configuration, with URLs on the host the request was sent to."""
+        base = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        return {
+            "issuer": self.issuer,
+            "token_endpoint": f"{base}/oidc/token",
+            "jwks_uri": f"{base}{_JWKS_PATH}",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }
+
+    # The guarded APIs
+
+    def _api_call(self, request: httpx.Request, audience: str) -> httpx.Response:
+        claims = self._accepted_claims(request.headers.get("authorization"), audience)
+        path = request.url.path
+        with self._lock:
+            self._api_calls[path] += 1
+            if claims is None:
+                self._rejected_api_calls[path] += 1
+        if claims is None:
+            return _mosaic_error(401, "Invalid token")
+        return httpx.Response(
+            200,
+            json={
+                "path": path,
+                "method": request.method,
+                "client_id": claims["client_id"],
+                "aud": claims["aud"],
+            },
+        )
+
+    def _accepted_claims(self, authorization: str | None, audience: str) -> dict[str, Any] | None:
+        """The claims of the bearer token if it is valid for `audience` now; else None."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        claims = self._signer.verify(token.strip(), audience=audience, now=self._clock())
+        if claims is None:
+            return None
+        jti = claims["jti"]
+        with self._lock:
+            # Its own tokens only: emulators sharing a signing key stay apart.
+            accepted = jti in self._issued and jti not in self._revoked
+        return claims if accepted else None
+
+
+def _check_lifetime(lifetime: float) -> None:
+    if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)):
+        raise ConfigurationError(f"a token lifetime must be a number of seconds, not {lifetime!r}")
+    if not math.isfinite(lifetime) or lifetime <= 0:
+        raise ConfigurationError(
+            f"a token lifetime must be a positive number of seconds, not {lifetime!r}"
+        )
+
+
+def _read_form(request: httpx.Request) -> dict[str, str] | None:
+    """The form parameters; None unless the body is a form giving each parameter once."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return None
+    try:
+        pairs = parse_qsl(
+            request.content.decode("ascii"), keep_blank_values=True, strict_parsing=True
+        )
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    form = dict(pairs)
+    # RFC 6749 §3.2: parameters must not be repeated.
+    return form if len(form) == len(pairs) else None
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """The client ID and secret of an HTTP Basic header; None for no header or another scheme.
+
+    RFC 6749 §2.3.1: both are form-urlencoded before being joined with a colon.
+    """
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise _Refused(_invalid_client("malformed Basic credentials", basic=True)) from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        raise _Refused(_invalid_client("malformed Basic credentials", basic=True))
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _oauth_error(
+    status: int, error: str, description: str, headers: Mapping[str, str] | None = None
+) -> httpx.Response:
+    """An error in the OAuth 2.0 shape (RFC 6749 §5.2)."""
+    return httpx.Response(
+        status, json={"error": error, "error_description": description}, headers=headers
+    )
+
+
+def _invalid_client(description: str, *, basic: bool = False) -> httpx.Response:
+    # RFC 6749 §5.2: a client that tried HTTP Basic gets a challenge for it.
+    headers = {"WWW-Authenticate": 'Basic realm="mosaic"'} if basic else None
+    return _oauth_error(401, "invalid_client", description, headers)
+
+
+def _mosaic_error(status: int, message: str) -> httpx.Response:
+    """An error in Mosaic's own shape."""
+    return httpx.Response(status, json={"message": message, "error_code": status})
+
+
+def _method_not_allowed(allowed: str) -> httpx.Response:
+    return httpx.Response(
+        405,
+        json={"message": "Method Not Allowed", "error_code": 405},
+        headers={"Allow": allowed},
+    )

@@ -1,0 +1,256 @@
+"""The Mosaic emulator as an ASGI app, served on 127.0.0.1, and its pytest plugin."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+import pytest
+
+import mosaic_httpx_auth.testing
+from mosaic_httpx_auth import MosaicAuth
+from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient
+
+from .helpers import RISK, VERIFY
+from .test_emulator import SIGNING_KEY, credentials
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, MutableMapping
+
+pytest_plugins = ["mosaic_httpx_auth.testing.pytest_plugin"]
+
+
+@pytest.fixture
+def emulator() -> MosaicEmulator:
+    return MosaicEmulator(signing_key=SIGNING_KEY)
+
+
+@pytest.fixture
+def client(emulator: MosaicEmulator) -> RegisteredClient:
+    return emulator.register_client(resources=[RISK])
+
+
+@pytest.fixture
+def base_url(emulator: MosaicEmulator) -> Iterator[str]:
+    with emulator.serve() as url:
+        yield url
+
+
+# The package
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    """`mosaic_httpx_auth.testing.__all__` lists every public name it exports, and no other."""
+    public = {
+        name
+        for name, value in vars(mosaic_httpx_auth.testing).items()
+        if not name.startswith("_") and not isinstance(value, ModuleType)
+    }
+    public -= {"annotations"}  # from __future__
+    assert mosaic_httpx_auth.testing.__all__ == sorted(public)
+
+
+def test_importing_the_emulator_does_not_import_uvicorn() -> None:
+    """uvicorn, an optional extra, is imported only to serve on a port."""
+    code = "import sys, mosaic_httpx_auth.testing; print('uvicorn' in sys.modules)"
+    result = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+# ASGI
+
+
+@pytest.mark.anyio
+async def test_asgi_app_issues_tokens_and_guards_apis(
+    emulator: MosaicEmulator, client: RegisteredClient
+) -> None:
+    """Through httpx.ASGITransport the app issues a token that its risk API accepts."""
+    transport = httpx.ASGITransport(app=emulator.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        token = (await http.post("/oidc/token", data=credentials(client, RISK))).json()
+        response = await http.get(
+            "/risk/v1/recommendation?action_token=abc",
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
+        refused = await http.get("/risk/v1/recommendation")
+    assert response.status_code == 200
+    assert response.json()["path"] == "/risk/v1/recommendation"
+    assert response.json()["client_id"] == client.client_id
+    assert refused.status_code == 401
+    assert refused.json() == {"message": "Invalid token", "error_code": 401}
+
+
+@pytest.mark.anyio
+async def test_asgi_app_builds_discovery_urls_from_the_host_header(
+    emulator: MosaicEmulator,
+) -> None:
+    """The app answers discovery with URLs on the host the request named."""
+    transport = httpx.ASGITransport(app=emulator.app)
+    async with httpx.AsyncClient(transport=transport) as http:
+        response = await http.get(
+            "http://emulator.test:8080/cis/oidc/.well-known/openid-configuration"
+        )
+    assert response.json()["token_endpoint"] == "http://emulator.test:8080/oidc/token"
+
+
+@pytest.mark.anyio
+async def test_asgi_app_raises_a_transport_error_for_a_dropped_connection(
+    emulator: MosaicEmulator, client: RegisteredClient
+) -> None:
+    """Under httpx.ASGITransport a dropped-connection fault raises httpx.RemoteProtocolError."""
+    emulator.fail_next_token_requests(drop_connection=True)
+    transport = httpx.ASGITransport(app=emulator.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/oidc/token", data=credentials(client))
+
+
+@pytest.mark.anyio
+async def test_asgi_app_completes_the_lifespan_protocol(emulator: MosaicEmulator) -> None:
+    """The app acknowledges lifespan startup and shutdown, so any ASGI server can run it."""
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await emulator.app({"type": "lifespan"}, receive, send)
+    assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
+
+
+@pytest.mark.anyio
+async def test_asgi_app_refuses_websockets(emulator: MosaicEmulator) -> None:
+    """The app serves HTTP only and says so for any other scope."""
+
+    async def receive() -> MutableMapping[str, Any]:
+        raise AssertionError("not reached")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        raise AssertionError("not reached")
+
+    with pytest.raises(ValueError, match="HTTP only"):
+        await emulator.app({"type": "websocket"}, receive, send)
+
+
+# Served on 127.0.0.1
+
+
+@pytest.mark.anyio
+async def test_served_emulator_works_with_mosaic_auth_over_a_socket(
+    emulator: MosaicEmulator, client: RegisteredClient, base_url: str
+) -> None:
+    """MosaicAuth gets a token over a real socket and reaches the served risk API with it."""
+    assert base_url.startswith("http://127.0.0.1:")
+    async with httpx.AsyncClient() as token_client:
+        auth = MosaicAuth(
+            client.client_id,
+            client.client_secret,
+            token_url=f"{base_url}/oidc/token",
+            resource=RISK,
+            http_client=token_client,
+        )
+        async with httpx.AsyncClient(auth=auth, base_url=base_url) as http:
+            first = await http.get("/risk/v1/recommendation")
+            second = await http.get("/risk/v1/recommendation")
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert emulator.token_requests == {RISK: 1}
+    assert emulator.api_calls == {"/risk/v1/recommendation": 2}
+
+
+@pytest.mark.anyio
+async def test_served_emulator_shares_state_with_the_test_thread(
+    emulator: MosaicEmulator, base_url: str
+) -> None:
+    """Clients registered, tokens revoked and faults queued after serving starts take effect."""
+    late = emulator.register_client(resources=[VERIFY])
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        token = (await http.post("/oidc/token", data=credentials(late, VERIFY))).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        assert (await http.get("/verify/v1/x", headers=headers)).status_code == 200
+        emulator.revoke_tokens()
+        assert (await http.get("/verify/v1/x", headers=headers)).status_code == 401
+        emulator.fail_next_token_requests(status=429, headers={"Retry-After": "2"})
+        limited = await http.post("/oidc/token", data=credentials(late))
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "2"
+    assert limited.json()["error_code"] == 429
+    assert emulator.token_requests == {VERIFY: 1, None: 1}
+
+
+@pytest.mark.anyio
+async def test_served_emulator_drops_the_connection_quietly(
+    emulator: MosaicEmulator,
+    client: RegisteredClient,
+    base_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A dropped connection reaches a socket client as a transport error, logs no server error,
+    and the server keeps answering."""
+    emulator.fail_next_token_requests(drop_connection=True)
+    with caplog.at_level(logging.WARNING):
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await http.post("/oidc/token", data=credentials(client))
+            after = await http.post("/oidc/token", data=credentials(client))
+    assert after.status_code == 200
+    assert not caplog.records
+
+
+@pytest.mark.anyio
+async def test_served_emulator_delays_token_requests(
+    emulator: MosaicEmulator, client: RegisteredClient, base_url: str
+) -> None:
+    """A delay fault holds back a served token answer for its delay, then answers as usual."""
+    emulator.delay_next_token_requests(0.2)
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        started = time.monotonic()
+        with anyio.fail_after(10):
+            response = await http.post("/oidc/token", data=credentials(client))
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed >= 0.2
+
+
+@pytest.mark.anyio
+async def test_serve_stops_the_server_on_exit(
+    emulator: MosaicEmulator, client: RegisteredClient
+) -> None:
+    """Leaving serve() stops the server thread and closes the port."""
+    before = set(threading.enumerate())
+    with emulator.serve() as base_url:
+        (server_thread,) = set(threading.enumerate()) - before
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            assert (await http.post("/oidc/token", data=credentials(client))).status_code == 200
+    assert not server_thread.is_alive()
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.post("/oidc/token", data=credentials(client))
+
+
+# The pytest plugin
+
+
+@pytest.mark.anyio
+async def test_plugin_fixtures_give_an_emulator_and_a_registered_client(
+    mosaic_emulator: MosaicEmulator, mosaic_client: RegisteredClient
+) -> None:
+    """The plugin's fixtures give an emulator and a client that can get risk and verify tokens."""
+    assert mosaic_client.resources == {RISK, VERIFY}
+    async with httpx.AsyncClient(transport=mosaic_emulator.transport()) as http:
+        response = await http.post(
+            "https://api.transmitsecurity.io/oidc/token", data=credentials(mosaic_client, RISK)
+        )
+    assert response.status_code == 200

@@ -1,0 +1,76 @@
+"""Every example runs, against the emulator, as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from examples.web_service import create_app
+from mosaic_httpx_auth import RISK_RESOURCE
+from mosaic_httpx_auth.testing import MosaicEmulator
+from mosaic_httpx_auth.testing._server import serve_locally
+
+if TYPE_CHECKING:
+    import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def run_example(name: str) -> str:
+    """Run an example as a script with no Mosaic credentials; return what it printed."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
+    finished = subprocess.run(  # noqa: S603 - our own example, fixed arguments
+        [sys.executable, str(EXAMPLES / name)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout
+
+
+def test_quickstart_reports_each_step() -> None:
+    """The demo shows one token request for 100 calls, two resources and a recovered 401."""
+    report = run_example("quickstart.py")
+    assert "against the embedded Mosaic emulator" in report
+    step1, step2, step3 = report.split("\n\n")[1:]
+    assert "100 x HTTP 200" in step1
+    assert "1 token request ·" in step1
+    assert f"aud={RISK_RESOURCE}" in step2
+    assert "2 token requests ·" in step2
+    assert "HTTP 200 after 1 transparent retry" in step3
+    assert "1 token request ·" in step3
+
+
+def test_multiple_resources_routes_each_api_to_its_resource() -> None:
+    """Each of the three APIs is called with its own resource's token and answers 200."""
+    lines = run_example("multiple_resources.py").splitlines()
+    assert [line.split()[2:4] for line in lines] == [["HTTP", "200"]] * 3
+    assert lines[1].endswith(f"resource: {RISK_RESOURCE}")
+
+
+def test_web_service_served_by_uvicorn_calls_the_served_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The web service, configured from the environment, checks logins over real sockets."""
+    emulator = MosaicEmulator()
+    client = emulator.register_client(resources=[RISK_RESOURCE])
+    with emulator.serve() as mosaic_url:
+        monkeypatch.setenv("MOSAIC_CLIENT_ID", client.client_id)
+        monkeypatch.setenv("MOSAIC_CLIENT_SECRET", client.client_secret)
+        monkeypatch.setenv("MOSAIC_TOKEN_URL", f"{mosaic_url}/oidc/token")
+        monkeypatch.setenv("MOSAIC_BASE_URL", mosaic_url)
+        with serve_locally(create_app(), port=0, shutdown_timeout=5) as service_url:
+            decisions = [
+                httpx.post(f"{service_url}/logins", json={"action_token": str(n)}).json()
+                for n in range(3)
+            ]
+    assert [decision["decision"] for decision in decisions] == ["allow"] * 3
+    assert emulator.token_requests == {RISK_RESOURCE: 1}
