@@ -57,7 +57,9 @@ async def test_logins_fail_closed_when_mosaic_refuses_tokens(
     mosaic_emulator: MosaicEmulator, mosaic_client: RegisteredClient
 ) -> None:
     """When no token can be had, the service denies the login instead of erroring."""
-    mosaic_emulator.fail_next_token_requests(status=500)
+    mosaic_emulator.fail_next_token_requests(
+        status=401, body={"error": "invalid_client", "error_description": "secret rotated"}
+    )
     async with service_against(mosaic_emulator, mosaic_client) as service:
         response = await service.post("/logins", json={"action_token": "t"})
     assert (response.status_code, response.json()["decision"]) == (503, "deny")

@@ -14,12 +14,14 @@ from ._auth import MosaicAuth
 from ._cache import CacheKey, MemoryTokenCache, TokenCache
 from ._exceptions import (
     ConfigurationError,
+    InsecureTransportError,
     MosaicAuthError,
     TokenRequestError,
     TokenResponseError,
     UnsupportedClientError,
 )
 from ._services import DEFAULT_TOKEN_URL, RISK_RESOURCE, VERIFY_RESOURCE
+from ._telemetry import AuthEvent, AuthStats
 from ._token import AccessToken
 
 __all__ = [
@@ -27,8 +29,11 @@ __all__ = [
     "RISK_RESOURCE",
     "VERIFY_RESOURCE",
     "AccessToken",
+    "AuthEvent",
+    "AuthStats",
     "CacheKey",
     "ConfigurationError",
+    "InsecureTransportError",
     "MemoryTokenCache",
     "MosaicAuth",
     "MosaicAuthError",

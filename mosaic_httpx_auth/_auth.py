@@ -5,35 +5,49 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 
 from ._endpoint import TokenEndpoint
 from ._environment import settings_from_env
 from ._exceptions import ConfigurationError, UnsupportedClientError
+from ._retry import RetryPolicy
 from ._routing import ResourceRouter
+from ._security import allows_credentials, insecure_transport
 from ._services import DEFAULT_TOKEN_URL
 from ._store import TokenStore
+from ._telemetry import AuthEvent, Telemetry
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Generator, Mapping
     from types import TracebackType
     from typing import Any
 
-    from ._cache import TokenCache
-    from ._token import AccessToken
+    from anyio.abc import TaskGroup
 
-logger = logging.getLogger("mosaic_httpx_auth")
+    from ._cache import TokenCache
+    from ._telemetry import AuthStats
+    from ._token import AccessToken
 
 
 class MosaicAuth(httpx.Auth):
     """Authorizes `httpx.AsyncClient` requests to Mosaic APIs with client access tokens.
 
     Tokens are fetched with the client credentials grant, one per resource (audience), cached
-    until `leeway` seconds before they expire, and fetched once however many requests need one
-    at the same time. A request answered 401 is retried once with a new token.
+    until `leeway` seconds before they expire, refreshed ahead of that, and fetched once
+    however many requests need one at the same time. A request answered 401 is retried once
+    with a new token. Tokens and the secret travel over HTTPS only (plain HTTP to loopback
+    hosts excepted).
+
+    Entering ``async with auth:`` lets refreshes run in the background, so that no request
+    waits for one; it also closes the token client on exit.
 
     Args:
         client_id: The application's client ID.
@@ -45,9 +59,20 @@ class MosaicAuth(httpx.Auth):
             matching prefix wins.
         leeway: Seconds before its expiry at which a token counts as expired (at most half
             its lifetime); 0 uses a token up to its last second.
+        refresh_window: Seconds before that at which a token is refreshed while still in use
+            (at most half its remaining lifetime); 0 refreshes only expired tokens.
+        max_attempts: Attempts per token fetch, the first included; 1 disables retries.
+            Connection errors, timeouts, 5xx and 429 are retried.
+        backoff: Seconds the first retry waits at most; each next one doubles it (up to
+            8 s), with full jitter. A ``Retry-After`` header takes precedence.
+        max_retry_after: The longest ``Retry-After`` to honour; a longer one fails the fetch
+            at once.
+        timeout: Seconds each token request may take.
         http_client: The client for token requests. Its owner closes it; without one,
             `MosaicAuth` opens its own and closes it in `aclose()`.
         cache: A `TokenCache` to share tokens with other `MosaicAuth` instances.
+        on_event: Called with an `AuthEvent` for each token fetch, failed attempt, failed
+            refresh and 401 retry: a place to feed metrics or traces.
         clock: Returns the current time in seconds since the epoch; for tests.
     """
 
@@ -63,22 +88,27 @@ class MosaicAuth(httpx.Auth):
         resource: str | None = None,
         resources: Mapping[str, str | None] | None = None,
         leeway: float = 60.0,
+        refresh_window: float = 300.0,
+        max_attempts: int = 3,
+        backoff: float = 0.5,
+        max_retry_after: float = 30.0,
+        timeout: float = 10.0,
         http_client: httpx.AsyncClient | None = None,
         cache: TokenCache | None = None,
+        on_event: Callable[[AuthEvent], object] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(client_id, str) or not client_id:
             raise ConfigurationError("client_id must be a non-empty string")
         if not isinstance(client_secret, str) or not client_secret:
             raise ConfigurationError("client_secret must be a non-empty string")
-        if isinstance(leeway, bool) or not isinstance(leeway, (int, float)):
-            raise ConfigurationError(f"leeway must be a number of seconds, not {leeway!r}")
-        if not math.isfinite(leeway) or leeway < 0:
-            raise ConfigurationError(f"leeway must be zero or more seconds, not {leeway!r}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be 1 or more, not {max_attempts!r}")
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError("http_client must be an httpx.AsyncClient")
         _check_token_url(token_url)
         self._router = ResourceRouter(resource, resources)
+        self._telemetry = Telemetry(on_event)
         self._store = TokenStore(
             TokenEndpoint(
                 token_url=token_url,
@@ -86,11 +116,21 @@ class MosaicAuth(httpx.Auth):
                 client_secret=client_secret,
                 http_client=http_client,
                 clock=clock,
+                retry=RetryPolicy(
+                    max_attempts=max_attempts,
+                    backoff=_seconds("backoff", backoff),
+                    max_retry_after=_seconds("max_retry_after", max_retry_after),
+                    timeout=_seconds("timeout", timeout, positive=True),
+                ),
+                telemetry=self._telemetry,
             ),
-            leeway=float(leeway),
+            leeway=_seconds("leeway", leeway),
+            refresh_window=_seconds("refresh_window", refresh_window),
             clock=clock,
+            telemetry=self._telemetry,
             cache=cache,
         )
+        self._task_group: TaskGroup | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> MosaicAuth:
@@ -112,26 +152,29 @@ class MosaicAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Set the bearer token, send, and on a 401 retry once with a new token."""
+        if request.url.scheme != "https" and not allows_credentials(request.url):
+            raise insecure_transport(request.url, "a bearer token")
         resource = self._router.resource_for(request.url)
         store = self._store
         token = store.cached(resource) or await store.get(resource)
         request.headers["Authorization"] = token.authorization
-        # Asked before sending: a transport may read a streamed body into memory as it sends it.
-        replayable = _is_replayable(request)
         response = yield request
 
-        if response.status_code != 401 or not replayable:
+        if response.status_code != 401 or not _is_replayable(request):
             return
         # The token may have been revoked: drop it unless a newer one already replaced it.
         await store.invalidate(resource, token)
-        token = await store.get(resource)
-        request.headers["Authorization"] = token.authorization
-        logger.info(
+        self._telemetry.unauthorized_retries += 1
+        self._telemetry.emit(
+            AuthEvent("unauthorized_retry", resource, status_code=401),
+            logging.INFO,
             "retrying %s %s once with a new token for resource %r after HTTP 401",
             request.method,
             request.url.copy_with(query=None),
             resource,
         )
+        token = await store.get(resource)
+        request.headers["Authorization"] = token.authorization
         yield request
 
     def sync_auth_flow(
@@ -150,11 +193,21 @@ class MosaicAuth(httpx.Auth):
         """A usable token for `resource` (None: the default resource), fetched if need be."""
         return await self._store.get(self._router.default if resource is None else resource)
 
+    def stats(self) -> AuthStats:
+        """Counters of token requests, errors, 401 retries, cache hits and refreshes."""
+        return self._telemetry.stats()
+
     async def aclose(self) -> None:
         """Close the HTTP client used for token requests, unless the caller owns it."""
         await self._store.endpoint.aclose()
 
     async def __aenter__(self) -> MosaicAuth:
+        """Start refreshing tokens in the background until the block exits."""
+        if self._task_group is not None:
+            raise ConfigurationError("this MosaicAuth is already entered with `async with`")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = self._store.task_group = task_group
         return self
 
     async def __aexit__(
@@ -163,7 +216,20 @@ class MosaicAuth(httpx.Auth):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        """Stop background refreshes and close the token client, unless the caller owns it."""
+        task_group, self._task_group = self._task_group, None
+        self._store.task_group = None
+        try:
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(exc_type, exc, traceback)
+        except BaseExceptionGroup as group:
+            # Background refreshes never raise, so the group wraps the block's own exception:
+            # let that propagate as it was raised.
+            if exc is None or list(group.exceptions) != [exc]:
+                raise
+        finally:
+            await self.aclose()
 
 
 def _check_token_url(token_url: str) -> None:
@@ -173,10 +239,26 @@ def _check_token_url(token_url: str) -> None:
         raise ConfigurationError(f"token_url {token_url!r} is not a URL") from exc
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(f"token_url {token_url!r} is not an absolute http(s) URL")
+    if not allows_credentials(url):
+        raise insecure_transport(url, "client credentials")
+
+
+def _seconds(name: str, value: float, *, positive: bool = False) -> float:
+    """`value` as seconds, or a ConfigurationError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "more than zero" if positive else "zero or more"
+        raise ConfigurationError(f"{name} must be {bound} seconds, not {value!r}")
+    return float(value)
 
 
 def _is_replayable(request: httpx.Request) -> bool:
-    """Whether the body can be sent again: a streamed body is consumed by the first send."""
+    """Whether the body can be sent again: a streamed body is consumed by the first send.
+
+    Asked after sending, when it is known: a transport that read the stream into memory as it
+    sent it (httpx's mock and ASGI transports do) left the content there to send again.
+    """
     try:
         request.content  # noqa: B018 - raises for a body that was streamed, not read
     except httpx.RequestNotRead:

@@ -7,17 +7,18 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+import anyio
 import httpx
 from joserfc import jws
 from joserfc.errors import JoseError
 
 from ._exceptions import TokenRequestError, TokenResponseError
+from ._retry import RetryPolicy, is_retryable, retry_after_seconds
+from ._telemetry import AuthEvent, Telemetry
 from ._token import AccessToken
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-logger = logging.getLogger("mosaic_httpx_auth")
+    from collections.abc import Awaitable, Callable
 
 # Error texts come from the server; keep a misbehaving one from flooding logs and messages.
 _MAX_ERROR_TEXT = 300
@@ -34,6 +35,9 @@ class TokenEndpoint:
         client_secret: str,
         http_client: httpx.AsyncClient | None,
         clock: Callable[[], float],
+        retry: RetryPolicy | None = None,
+        telemetry: Telemetry | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.token_url = token_url
         self.client_id = client_id
@@ -41,12 +45,75 @@ class TokenEndpoint:
         self._http_client = http_client
         self._owns_http_client = http_client is None
         self._clock = clock
+        self.retry = retry or RetryPolicy()
+        self._telemetry = telemetry or Telemetry()
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"TokenEndpoint(token_url={self.token_url!r}, client_id={self.client_id!r})"
 
     async def request_token(self, resource: str | None) -> AccessToken:
-        """Request a new token for `resource`; raise `TokenRequestError` if none can be had."""
+        """Request a new token for `resource`, retrying what may pass; raise `TokenRequestError`.
+
+        Connection failures, timeouts, 5xx and 429 are retried up to the policy's
+        `max_attempts`, after a ``Retry-After`` wait or else a jittered backoff. A
+        ``Retry-After`` longer than `max_retry_after` fails the fetch at once.
+        """
+        telemetry = self._telemetry
+        started = self._clock()
+        attempt = 1
+        while True:
+            telemetry.token_requests += 1
+            try:
+                token = await self._attempt(resource)
+            except TokenRequestError as error:
+                telemetry.token_errors += 1
+                retry_in = self._retry_in(error, attempt)
+                telemetry.emit(
+                    AuthEvent(
+                        "token_request_failed",
+                        resource,
+                        attempt=attempt,
+                        status_code=error.status_code,
+                        error=type(error).__name__,
+                        retry_in=retry_in,
+                    ),
+                    logging.WARNING if retry_in is None else logging.INFO,
+                    "token request %d for resource %r failed (%s)%s",
+                    attempt,
+                    resource,
+                    error,
+                    "" if retry_in is None else f"; retrying in {retry_in:.2f} s",
+                )
+                if retry_in is None:
+                    raise
+                await self._sleep(retry_in)
+                attempt += 1
+                continue
+            duration = self._clock() - started
+            telemetry.emit(
+                AuthEvent("token_fetched", resource, attempt=attempt, duration=duration),
+                logging.INFO,
+                "fetched a token for resource %r in %.3f s (%d attempt%s), expiring in %.0f s",
+                resource,
+                duration,
+                attempt,
+                "" if attempt == 1 else "s",
+                token.expires_at - self._clock(),
+            )
+            return token
+
+    def _retry_in(self, error: TokenRequestError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up with `error`."""
+        if attempt >= self.retry.max_attempts or not is_retryable(error):
+            return None
+        if error.retry_after is None:
+            return self.retry.delay(attempt)
+        # The server said how long; waiting longer than we allow is failing now.
+        return error.retry_after if error.retry_after <= self.retry.max_retry_after else None
+
+    async def _attempt(self, resource: str | None) -> AccessToken:
+        """One token request, bounded by the policy's timeout."""
         form = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
@@ -57,10 +124,18 @@ class TokenEndpoint:
         # `expires_in` counts from when the server answered; counting from before the request
         # was sent errs on the side of refreshing early.
         requested_at = self._clock()
+        timeout = self.retry.timeout
         try:
-            response = await self._client().post(
-                self.token_url, data=form, headers={"Accept": "application/json"}
-            )
+            with anyio.fail_after(timeout):
+                response = await self._client().post(
+                    self.token_url, data=form, headers={"Accept": "application/json"}
+                )
+        except TimeoutError as exc:
+            raise TokenRequestError(
+                f"the token endpoint {self.token_url} did not answer within {timeout:g} s "
+                f"for resource {resource!r}",
+                resource=resource,
+            ) from exc
         except httpx.HTTPError as exc:
             raise TokenRequestError(
                 f"could not reach the token endpoint {self.token_url} for resource "
@@ -69,13 +144,7 @@ class TokenEndpoint:
             ) from exc
         if not response.is_success:
             raise self._refusal(response, resource)
-        token = parse_token_response(response, resource=resource, requested_at=requested_at)
-        logger.debug(
-            "fetched a token for resource %r, expiring in %.0f s",
-            resource,
-            token.expires_at - requested_at,
-        )
-        return token
+        return parse_token_response(response, resource=resource, requested_at=requested_at)
 
     async def aclose(self) -> None:
         """Close the HTTP client, unless the caller passed one in and so owns it."""
@@ -94,13 +163,22 @@ class TokenEndpoint:
         if description is not None:
             description = description.replace(self._client_secret, "[secret]")
         detail = ": ".join(part for part in (error, description) if part)
+        message = f"the token endpoint refused a token for resource {resource!r}: " + (
+            f"HTTP {response.status_code}" + (f" {detail}" if detail else "")
+        )
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"), now=self._clock())
+        if retry_after is not None and retry_after > self.retry.max_retry_after:
+            message += (
+                f"; it asked to retry after {retry_after:g} s, longer than "
+                f"max_retry_after ({self.retry.max_retry_after:g} s)"
+            )
         return TokenRequestError(
-            f"the token endpoint refused a token for resource {resource!r}: "
-            f"HTTP {response.status_code}" + (f" {detail}" if detail else ""),
+            message,
             status_code=response.status_code,
             error=error,
             error_description=description,
             resource=resource,
+            retry_after=retry_after,
         )
 
 
@@ -147,9 +225,13 @@ def parse_token_response(
         candidates.append(requested_at + float(expires_in))
     if not candidates:
         raise invalid("neither a JWT exp claim nor expires_in says when the token expires")
+    expires_at = min(candidates)
+    if expires_at <= requested_at:
+        # Caching it would mean a new request for every API call.
+        raise invalid("it expired before it arrived (is this machine's clock right?)")
     return AccessToken(
         token=access_token,
-        expires_at=min(candidates),
+        expires_at=expires_at,
         resource=resource,
         claims=claims,
         issued_at=requested_at,

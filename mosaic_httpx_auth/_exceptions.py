@@ -4,6 +4,7 @@ Every error derives from `MosaicAuthError`, so one ``except`` clause catches the
 
     MosaicAuthError
     ├── ConfigurationError (also a ValueError)
+    ├── InsecureTransportError
     ├── UnsupportedClientError (also a TypeError)
     └── TokenRequestError
         └── TokenResponseError
@@ -22,6 +23,10 @@ class ConfigurationError(MosaicAuthError, ValueError):
     """Raised when `MosaicAuth` is given settings it cannot work with."""
 
 
+class InsecureTransportError(MosaicAuthError):
+    """Raised when a token or secret would travel over plain HTTP to a host that is not loopback."""
+
+
 class UnsupportedClientError(MosaicAuthError, TypeError):
     """Raised when `MosaicAuth` is used with a client it does not support yet."""
 
@@ -33,6 +38,8 @@ class TokenRequestError(MosaicAuthError):
     the response body, in either shape Mosaic answers with: the OAuth one
     (``{"error": ..., "error_description": ...}``) or its own
     (``{"message": ..., "error_code": ...}``, whose message becomes `error_description`).
+    `retry_after` is the wait in seconds the endpoint asked for with ``Retry-After``, if it did;
+    a fetch fails at once when that is longer than `MosaicAuth`'s `max_retry_after`.
     """
 
     def __init__(
@@ -43,12 +50,14 @@ class TokenRequestError(MosaicAuthError):
         error: str | None = None,
         error_description: str | None = None,
         resource: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.error = error
         self.error_description = error_description
         self.resource = resource
+        self.retry_after = retry_after
 
 
 class TokenResponseError(TokenRequestError):

@@ -61,7 +61,7 @@ async def test_token_is_replaced_when_it_comes_within_the_leeway(
     mosaic: FakeMosaic, clock: FakeClock
 ) -> None:
     """A token is fetched anew once fewer than `leeway` seconds of it remain."""
-    async with mosaic.api_client(mosaic.auth(leeway=60)) as client:
+    async with mosaic.api_client(mosaic.auth(leeway=60, refresh_window=0)) as client:
         await client.get(f"{API}/cis/v1/users")
         clock.advance(3600 - 61)
         await client.get(f"{API}/cis/v1/users")
@@ -117,8 +117,35 @@ async def test_a_second_401_goes_back_to_the_caller(mosaic: FakeMosaic) -> None:
     assert mosaic.token_requests[None] == 2
 
 
+class _StreamingTransport(httpx.AsyncBaseTransport):
+    """Like a network transport: sends a streamed body chunk by chunk, keeping none of it."""
+
+    def __init__(self, mosaic: FakeMosaic) -> None:
+        self.mosaic = mosaic
+        self.bodies: list[bytes] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(b"".join([chunk async for chunk in request.stream]))  # type: ignore[union-attr]
+        self.mosaic.api_requests.append(request)
+        return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
+
+
 async def test_a_streamed_body_is_not_sent_twice(mosaic: FakeMosaic) -> None:
     """A 401 to a request with a streamed body comes back as is: the body cannot be replayed."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"chunk"
+
+    transport = _StreamingTransport(mosaic)
+    async with httpx.AsyncClient(auth=mosaic.auth(), transport=transport) as client:
+        response = await client.post(f"{API}/cis/v1/users", content=body())
+    assert response.status_code == 401
+    assert transport.bodies == [b"chunk"]
+    assert mosaic.token_requests[None] == 1
+
+
+async def test_a_body_the_transport_kept_is_replayed(mosaic: FakeMosaic) -> None:
+    """A streamed body that the transport read into memory is sent again after a 401."""
 
     async def body() -> AsyncIterator[bytes]:
         yield b"chunk"
@@ -127,9 +154,9 @@ async def test_a_streamed_body_is_not_sent_twice(mosaic: FakeMosaic) -> None:
         await client.get(f"{API}/cis/v1/users")
         mosaic.revoke_all()
         response = await client.post(f"{API}/cis/v1/users", content=body())
-    assert response.status_code == 401
-    assert len(mosaic.api_requests) == 2
-    assert mosaic.token_requests[None] == 1
+    assert response.status_code == 200
+    assert mosaic.api_requests[-1].content == b"chunk"
+    assert mosaic.token_requests[None] == 2
 
 
 async def test_a_401_keeps_a_newer_token_fetched_meanwhile(mosaic: FakeMosaic) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from mosaic_httpx_auth import TokenRequestError, TokenResponseError
 from mosaic_httpx_auth._endpoint import TokenEndpoint, parse_token_response
+from mosaic_httpx_auth._retry import RetryPolicy
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, START, TOKEN_URL, FakeClock, make_jwt
 
@@ -20,12 +21,14 @@ pytestmark = pytest.mark.anyio
 
 
 def endpoint_answering(handler: Callable[[httpx.Request], httpx.Response]) -> TokenEndpoint:
+    """An endpoint client whose requests `handler` answers, making one attempt per fetch."""
     return TokenEndpoint(
         token_url=TOKEN_URL,
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
         clock=FakeClock(),
+        retry=RetryPolicy(max_attempts=1),
     )
 
 
@@ -95,6 +98,8 @@ def test_the_earlier_of_exp_and_expires_in_wins(exp: int, expires_in: int, expec
         ({"access_token": "opaque"}, "neither a JWT exp claim nor expires_in"),
         ({"access_token": make_jwt(exp="soon")}, "neither a JWT exp claim nor expires_in"),
         ({"access_token": make_jwt(exp=True)}, "neither a JWT exp claim nor expires_in"),
+        ({"access_token": make_jwt(exp=START - 1)}, "expired before it arrived"),
+        ({"access_token": make_jwt(exp=START)}, "expired before it arrived"),
         ({"access_token": "t", "expires_in": 0}, "expires_in is not a positive number"),
         ({"access_token": "t", "expires_in": "3600"}, "expires_in is not a positive number"),
         ({"access_token": "t", "expires_in": None}, "expires_in is not a positive number"),

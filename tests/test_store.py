@@ -141,7 +141,7 @@ async def test_callers_cancelled_while_waiting_leave_the_store_usable(mosaic: Fa
 async def test_a_failed_fetch_is_not_cached_and_waiters_try_again(mosaic: FakeMosaic) -> None:
     """When the fetch fails, its caller gets the error and the next caller fetches anew."""
     mosaic.queued_responses.append(httpx.Response(503, json={"message": "down", "error_code": 503}))
-    auth = mosaic.auth()
+    auth = mosaic.auth(max_attempts=1)
     with pytest.raises(TokenRequestError) as caught:
         await auth.get_token()
     assert (caught.value.status_code, caught.value.error_description) == (503, "down")
@@ -153,7 +153,7 @@ async def test_leeway_zero_uses_the_token_to_its_last_second(
     mosaic: FakeMosaic, clock: FakeClock
 ) -> None:
     """With `leeway=0`, a token is reused until the moment it expires, not a default leeway."""
-    auth = mosaic.auth(leeway=0)
+    auth = mosaic.auth(leeway=0, refresh_window=0)
     first = await auth.get_token()
     clock.advance(3599.5)
     assert await auth.get_token() is first
@@ -167,7 +167,7 @@ async def test_a_token_shorter_lived_than_the_leeway_is_still_reused(
 ) -> None:
     """The leeway is capped at half a token's lifetime, so a 30 s token serves for 15 s."""
     mosaic = FakeMosaic(clock, lifetime=30)
-    auth = mosaic.auth(leeway=60)
+    auth = mosaic.auth(leeway=60, refresh_window=0)
     first = await auth.get_token()
     clock.advance(14.9)
     assert await auth.get_token() is first

@@ -1,0 +1,75 @@
+"""When a failed token request is tried again, and after how long."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+from ._exceptions import TokenResponseError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._exceptions import TokenRequestError
+
+# Backoff doubles from `RetryPolicy.backoff` up to this; a token fetch should not stall longer.
+MAX_BACKOFF = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a token fetch retries: exponential backoff with full jitter, honouring Retry-After.
+
+    `max_attempts` counts the first attempt (1: no retries). `timeout` bounds each attempt.
+    """
+
+    max_attempts: int = 3
+    backoff: float = 0.5
+    max_retry_after: float = 30.0
+    timeout: float = 10.0
+
+    def delay(self, attempt: int, *, jitter: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after failed attempt number `attempt` (from 1): full jitter.
+
+        Full jitter (a uniform draw up to the exponential ceiling) spreads a fleet's retries
+        after a shared outage instead of synchronising them.
+        """
+        ceiling = min(MAX_BACKOFF, self.backoff * 2.0 ** (attempt - 1))
+        return ceiling * jitter()
+
+
+def is_retryable(error: TokenRequestError) -> bool:
+    """Whether trying again may help: no response, a timeout, 5xx or 429, but not other 4xx.
+
+    A success answer that holds no usable token is not retried: the same server would most
+    likely send the same answer.
+    """
+    if isinstance(error, TokenResponseError):
+        return False
+    status = error.status_code
+    return status is None or status == 429 or status >= 500
+
+
+def retry_after_seconds(value: str | None, *, now: float) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds; None if absent or unreadable.
+
+    It is either a number of seconds or an HTTP date (RFC 9110 §10.2.3); a date in the past
+    means no wait.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, by RFC 5322's reading
+        when = when.replace(tzinfo=timezone.utc)
+    seconds = when.timestamp() - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -1,0 +1,34 @@
+"""Where a token or secret may be sent: over HTTPS, or plain HTTP to this machine only."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+
+from ._exceptions import InsecureTransportError
+
+if TYPE_CHECKING:
+    import httpx
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allows_credentials(url: httpx.URL) -> bool:
+    """Whether credentials may travel to `url`: HTTPS anywhere, plain HTTP to loopback only."""
+    return url.scheme == "https" or (url.scheme == "http" and is_loopback(url.host))
+
+
+def insecure_transport(url: httpx.URL, what: str) -> InsecureTransportError:
+    """The error for sending `what` to `url` in the clear."""
+    return InsecureTransportError(
+        f"refusing to send {what} to {url.scheme}://{url.host}: use https "
+        "(plain http is allowed to loopback hosts only)"
+    )

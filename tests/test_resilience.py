@@ -1,0 +1,521 @@
+"""Failure behaviour: retries, refresh ahead of expiry, stale-if-error, and a cache outage.
+
+Driven by the emulator's fault controls: 503 bursts, 429 with Retry-After, slow answers,
+dropped connections and garbage bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+import pytest
+
+from mosaic_httpx_auth import (
+    AccessToken,
+    AuthEvent,
+    CacheKey,
+    TokenRequestError,
+    TokenResponseError,
+)
+from mosaic_httpx_auth._endpoint import TokenEndpoint
+from mosaic_httpx_auth._retry import MAX_BACKOFF, RetryPolicy, retry_after_seconds
+from mosaic_httpx_auth.testing import MosaicEmulator
+
+from .helpers import RISK, START, TOKEN_URL, FakeClock
+
+if TYPE_CHECKING:
+    from joserfc.jwk import RSAKey
+
+    from mosaic_httpx_auth.testing import RegisteredClient
+
+pytestmark = pytest.mark.anyio
+
+API = "https://api.transmitsecurity.io"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def emulator(clock: FakeClock, mosaic_signing_key: RSAKey) -> MosaicEmulator:
+    return MosaicEmulator(clock=clock, signing_key=mosaic_signing_key)
+
+
+@pytest.fixture
+def client(emulator: MosaicEmulator) -> RegisteredClient:
+    return emulator.register_client(resources=[RISK])
+
+
+class Sleeps:
+    """Stands in for anyio.sleep: records each wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def endpoint_for(
+    emulator: MosaicEmulator,
+    client: RegisteredClient,
+    sleeps: Sleeps,
+    clock: FakeClock,
+    **policy: Any,
+) -> TokenEndpoint:
+    """A token endpoint client talking to `emulator`, sleeping through `sleeps`."""
+    return TokenEndpoint(
+        token_url=TOKEN_URL,
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        http_client=httpx.AsyncClient(transport=emulator.transport()),
+        clock=clock,
+        retry=RetryPolicy(**policy),
+        sleep=sleeps,
+    )
+
+
+# Retries
+
+
+async def test_a_503_burst_is_retried_with_jittered_exponential_backoff(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """Two 503s then success: the fetch succeeds on attempt 3 after two bounded waits."""
+    emulator.fail_next_token_requests(status=503, count=2)
+    sleeps = Sleeps()
+    token = await endpoint_for(emulator, client, sleeps, clock).request_token(RISK)
+    assert token.claims["aud"] == RISK
+    assert emulator.token_requests == {RISK: 3}
+    assert len(sleeps.waits) == 2
+    assert 0 <= sleeps.waits[0] <= 0.5
+    assert 0 <= sleeps.waits[1] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"drop_connection": True},
+        {"status": 500},
+        {"status": 502, "body": "<html>bad gateway</html>"},
+        {"status": 429},
+    ],
+)
+async def test_transient_failures_are_retried(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock, fault: dict[str, Any]
+) -> None:
+    """A dropped connection, 5xx and 429 are each retried, and the retry gets the token."""
+    emulator.fail_next_token_requests(**fault)
+    token = await endpoint_for(emulator, client, Sleeps(), clock).request_token(None)
+    assert token.claims["aud"] == "userid-api"
+    assert emulator.token_requests == {None: 2}
+
+
+async def test_a_slow_answer_times_out_and_is_retried(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """An attempt slower than `timeout` is abandoned and the next attempt gets the token."""
+    emulator.delay_next_token_requests(30)
+    endpoint = endpoint_for(emulator, client, Sleeps(), clock, timeout=0.05)
+    with anyio.fail_after(5):
+        token = await endpoint.request_token(None)
+    assert token.claims["aud"] == "userid-api"
+    assert emulator.token_requests == {None: 2}
+
+
+async def test_a_fetch_is_bounded_by_its_attempts(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """Slow answers on every attempt fail the fetch after max_attempts timeouts, not later."""
+    emulator.delay_next_token_requests(30, count=3)
+    endpoint = endpoint_for(emulator, client, Sleeps(), clock, timeout=0.05)
+    with anyio.fail_after(5), pytest.raises(TokenRequestError, match="did not answer within"):
+        await endpoint.request_token(None)
+    assert emulator.token_requests == {None: 3}
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+async def test_other_client_errors_are_not_retried(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock, status: int
+) -> None:
+    """A 4xx other than 429 fails at once: asking again would get the same answer."""
+    emulator.fail_next_token_requests(status=status)
+    sleeps = Sleeps()
+    with pytest.raises(TokenRequestError) as caught:
+        await endpoint_for(emulator, client, sleeps, clock).request_token(None)
+    assert caught.value.status_code == status
+    assert (emulator.token_requests, sleeps.waits) == ({None: 1}, [])
+
+
+async def test_a_garbage_success_body_is_not_retried(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """A 200 whose body is no token response raises TokenResponseError without retrying."""
+    emulator.fail_next_token_requests(status=200, body=b"\x00garbage")
+    with pytest.raises(TokenResponseError, match="not JSON"):
+        await endpoint_for(emulator, client, Sleeps(), clock).request_token(None)
+    assert emulator.token_requests == {None: 1}
+
+
+async def test_retries_stop_after_max_attempts(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """A fetch makes max_attempts attempts at most and then raises the last error."""
+    emulator.fail_next_token_requests(status=503, count=10)
+    with pytest.raises(TokenRequestError) as caught:
+        await endpoint_for(emulator, client, Sleeps(), clock, max_attempts=4).request_token(None)
+    assert caught.value.status_code == 503
+    assert emulator.token_requests == {None: 4}
+
+
+async def test_max_attempts_one_disables_retries(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """With max_attempts=1 a 503 fails the fetch at once."""
+    emulator.fail_next_token_requests(status=503)
+    with pytest.raises(TokenRequestError):
+        await endpoint_for(emulator, client, Sleeps(), clock, max_attempts=1).request_token(None)
+    assert emulator.token_requests == {None: 1}
+
+
+@pytest.mark.parametrize(
+    ("header", "expected_wait"),
+    [
+        ("7", 7.0),
+        (format_datetime(datetime.fromtimestamp(START + 12, timezone.utc), usegmt=True), 12.0),
+    ],
+)
+async def test_retry_after_is_honoured(
+    emulator: MosaicEmulator,
+    client: RegisteredClient,
+    clock: FakeClock,
+    header: str,
+    expected_wait: float,
+) -> None:
+    """A 429 with Retry-After (seconds or an HTTP date) waits exactly that long before retrying."""
+    emulator.fail_next_token_requests(status=429, headers={"Retry-After": header})
+    sleeps = Sleeps()
+    await endpoint_for(emulator, client, sleeps, clock).request_token(None)
+    assert sleeps.waits == [expected_wait]
+
+
+async def test_a_retry_after_beyond_the_limit_fails_at_once(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """Asked to wait longer than max_retry_after, the fetch fails now, saying how long."""
+    emulator.fail_next_token_requests(status=429, headers={"Retry-After": "120"})
+    sleeps = Sleeps()
+    with pytest.raises(TokenRequestError, match="longer than max_retry_after") as caught:
+        await endpoint_for(emulator, client, sleeps, clock).request_token(None)
+    assert (caught.value.status_code, caught.value.retry_after) == (429, 120.0)
+    assert (emulator.token_requests, sleeps.waits) == ({None: 1}, [])
+
+
+def test_backoff_doubles_up_to_a_ceiling_with_full_jitter() -> None:
+    """The wait after attempt n is drawn from [0, backoff * 2^(n-1)], capped at MAX_BACKOFF."""
+    policy = RetryPolicy(backoff=0.5)
+    assert [policy.delay(n, jitter=lambda: 1.0) for n in (1, 2, 3, 4, 5, 6)] == [
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        MAX_BACKOFF,
+        MAX_BACKOFF,
+    ]
+    assert policy.delay(3, jitter=lambda: 0.25) == 0.5
+    assert RetryPolicy(backoff=0).delay(3) == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, None),
+        ("0", 0.0),
+        (" 30 ", 30.0),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),  # in the past: no wait
+        (format_datetime(datetime.fromtimestamp(START + 90, timezone.utc), usegmt=True), 90.0),
+        ("soon", None),
+        ("-5", None),
+        ("1.5", None),
+        ("²", None),
+    ],
+)
+def test_retry_after_header_values(value: str | None, seconds: float | None) -> None:
+    """Retry-After is read as whole seconds or an HTTP date; anything else is ignored."""
+    assert retry_after_seconds(value, now=START) == seconds
+
+
+# Refresh ahead of expiry
+
+
+async def test_a_stale_token_is_served_while_one_caller_refreshes_it(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """Inside the refresh window, one caller refreshes while everyone else gets the old token."""
+    auth = emulator.auth(client, clock=clock)
+    old = await auth.get_token()
+    clock.advance(3600 - 60 - 299)  # 299 s before the leeway: stale, still usable
+    emulator.delay_next_token_requests(30)
+    refreshed: list[AccessToken] = []
+
+    async def refresher() -> None:
+        refreshed.append(await auth.get_token())
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(refresher)
+        await anyio.wait_all_tasks_blocked()
+        with anyio.fail_after(1):
+            others = [await auth.get_token() for _ in range(20)]
+        assert all(token is old for token in others)
+        tasks.cancel_scope.cancel()
+    assert emulator.token_requests == {None: 2}
+
+
+async def test_the_refresher_gets_the_new_token(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """The caller that refreshes a stale token gets the new one, which is then served fresh."""
+    auth = emulator.auth(client, clock=clock)
+    old = await auth.get_token()
+    clock.advance(3600 - 60 - 100)
+    new = await auth.get_token()
+    assert new is not old
+    assert new.expires_at > old.expires_at
+    assert await auth.get_token() is new
+    assert auth.stats().refreshes == 1
+
+
+async def test_inside_async_with_no_caller_waits_for_a_refresh(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """Within `async with auth`, even the caller that starts a refresh gets the old token at
+    once, while the refresh runs in a background task."""
+    async with emulator.auth(client, clock=clock) as auth:
+        old = await auth.get_token()
+        clock.advance(3600 - 60 - 100)
+        emulator.delay_next_token_requests(30)
+        with anyio.fail_after(5):  # a guard only: a waiting caller would take 30 s
+            assert [await auth.get_token() for _ in range(3)] == [old] * 3
+        await anyio.wait_all_tasks_blocked()  # the refresh is under way, held by the delay
+        assert emulator.token_requests == {None: 2}
+
+
+async def test_a_background_refresh_replaces_the_token(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """The background refresh's token is served once it arrives."""
+    async with emulator.auth(client, clock=clock) as auth:
+        old = await auth.get_token()
+        clock.advance(3600 - 60 - 100)
+        assert await auth.get_token() is old
+        await anyio.wait_all_tasks_blocked()  # lets the background refresh finish
+        new = await auth.get_token()
+    assert new.expires_at > old.expires_at
+    assert auth.stats().refreshes == 1
+
+
+async def test_the_refresh_window_is_capped_at_half_the_remaining_lifetime(
+    clock: FakeClock, mosaic_signing_key: RSAKey
+) -> None:
+    """A 600 s token with 60 s leeway is refreshed after 270 s, not 300 s before its end."""
+    emulator = MosaicEmulator(clock=clock, signing_key=mosaic_signing_key, token_lifetime=600)
+    auth = emulator.auth(emulator.register_client(), clock=clock)
+    first = await auth.get_token()
+    clock.advance(269.9)
+    assert await auth.get_token() is first
+    clock.advance(0.1)
+    assert await auth.get_token() is not first
+
+
+async def test_refresh_window_zero_refreshes_only_at_the_leeway(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """With refresh_window=0, a token is used until `leeway` before its expiry."""
+    auth = emulator.auth(client, clock=clock, refresh_window=0)
+    first = await auth.get_token()
+    clock.advance(3600 - 61)
+    assert await auth.get_token() is first
+    assert emulator.token_requests == {None: 1}
+
+
+# Stale-if-error
+
+
+async def test_a_failed_refresh_keeps_serving_the_valid_token(
+    emulator: MosaicEmulator,
+    client: RegisteredClient,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When a refresh fails, the still-valid token is served, a warning logged, and the
+    token endpoint is not asked again for a few seconds."""
+    auth = emulator.auth(client, clock=clock, max_attempts=1)
+    old = await auth.get_token()
+    clock.advance(3600 - 60 - 100)
+    emulator.fail_next_token_requests(status=503, count=5)
+    assert await auth.get_token() is old
+    assert any(
+        record.levelno == logging.WARNING and "serving the current one" in record.message
+        for record in caplog.records
+    )
+    for _ in range(10):
+        clock.advance(0.4)
+        assert await auth.get_token() is old
+    assert emulator.token_requests == {None: 2}  # the first fetch and one refresh
+    clock.advance(1)  # 5 s after the failed refresh
+    assert await auth.get_token() is old
+    assert emulator.token_requests == {None: 3}
+    stats = auth.stats()
+    assert (stats.stale_served, stats.refreshes) == (2, 0)
+
+
+async def test_an_expired_token_is_not_served_when_the_endpoint_fails(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """Stale-if-error ends with usability: past the leeway, the fetch error reaches the caller."""
+    auth = emulator.auth(client, clock=clock, max_attempts=1)
+    await auth.get_token()
+    clock.advance(3600 - 59)
+    emulator.fail_next_token_requests(status=503)
+    with pytest.raises(TokenRequestError):
+        await auth.get_token()
+
+
+# Shared cache outage
+
+
+class BrokenCache:
+    """A shared cache that is down."""
+
+    async def get(self, key: CacheKey) -> AccessToken | None:
+        raise ConnectionError("cache down")
+
+    async def set(self, key: CacheKey, token: AccessToken) -> None:
+        raise ConnectionError("cache down")
+
+    async def discard(self, key: CacheKey, token: AccessToken) -> None:
+        raise ConnectionError("cache down")
+
+
+async def test_a_shared_cache_outage_falls_back_to_fetching(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """With the shared cache failing, requests still get tokens and the 401 retry works."""
+    auth = emulator.auth(client, clock=clock, cache=BrokenCache())
+    async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
+        assert (await http.get(f"{API}/cis/v1/users")).status_code == 200
+        emulator.revoke_tokens()
+        assert (await http.get(f"{API}/cis/v1/users")).status_code == 200
+    assert emulator.token_requests == {None: 2}
+
+
+# async with
+
+
+async def test_an_error_inside_async_with_propagates_as_itself(
+    emulator: MosaicEmulator, client: RegisteredClient
+) -> None:
+    """An exception raised in the `async with auth` block comes out unwrapped."""
+    with pytest.raises(KeyError):
+        async with emulator.auth(client):
+            raise KeyError("mine")
+
+
+async def test_async_with_twice_at_once_is_refused(
+    emulator: MosaicEmulator, client: RegisteredClient
+) -> None:
+    """Entering the same MosaicAuth again while it is entered raises ConfigurationError."""
+    auth = emulator.auth(client)
+    async with auth:
+        with pytest.raises(Exception, match="already entered"):
+            await auth.__aenter__()
+
+
+# Observability
+
+
+async def test_stats_and_events_describe_what_happened(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """stats() counts requests, errors, 401 retries and cache hits; on_event sees each event."""
+    events: list[AuthEvent] = []
+    emulator.fail_next_token_requests(status=503)
+    auth = emulator.auth(client, clock=clock, backoff=0, on_event=events.append)
+    async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
+        for _ in range(3):
+            await http.get(f"{API}/cis/v1/users")
+        emulator.revoke_tokens()
+        await http.get(f"{API}/cis/v1/users")
+    stats = auth.stats()
+    assert (stats.token_requests, stats.token_errors, stats.unauthorized_retries) == (3, 1, 1)
+    assert stats.cache_hits == 3  # requests 2, 3 and 4's first try
+    assert [event.name for event in events] == [
+        "token_request_failed",
+        "token_fetched",
+        "unauthorized_retry",
+        "token_fetched",
+    ]
+    failed, fetched = events[:2]
+    assert (failed.status_code, failed.attempt, failed.retry_in) == (503, 1, 0.0)
+    assert (fetched.attempt, fetched.resource) == (2, None)
+
+
+async def test_a_failing_event_hook_does_not_break_requests(
+    emulator: MosaicEmulator, client: RegisteredClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An on_event hook that raises is logged and the request still succeeds."""
+
+    def hook(event: AuthEvent) -> None:
+        raise RuntimeError("metrics backend down")
+
+    auth = emulator.auth(client, on_event=hook)
+    async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
+        assert (await http.get(f"{API}/cis/v1/users")).status_code == 200
+    assert "on_event hook raised" in caplog.text
+
+
+async def test_nothing_secret_reaches_logs_reprs_or_errors(
+    emulator: MosaicEmulator,
+    client: RegisteredClient,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Across fetches, retries, refreshes, failures and 401s, DEBUG logs, reprs, events and
+    errors never contain the client secret or any token."""
+    caplog.set_level(logging.DEBUG)
+    events: list[AuthEvent] = []
+    tokens: list[str] = []
+    auth = emulator.auth(client, clock=clock, backoff=0, on_event=events.append)
+    errors: list[BaseException] = []
+    async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
+        emulator.fail_next_token_requests(status=503)
+        emulator.fail_next_token_requests(drop_connection=True)
+        await http.get(f"{API}/cis/v1/users")
+        tokens.append((await auth.get_token()).token)
+        emulator.revoke_tokens()
+        await http.get(f"{API}/cis/v1/users")
+        tokens.append((await auth.get_token()).token)
+        clock.advance(3600 - 60 - 100)
+        emulator.fail_next_token_requests(status=500, count=3)
+        await http.get(f"{API}/cis/v1/users")
+        clock.advance(200)
+        emulator.fail_next_token_requests(
+            status=400, body={"error": "invalid_request", "error_description": client.client_secret}
+        )
+        with pytest.raises(TokenRequestError) as caught:
+            await http.get(f"{API}/cis/v1/users")
+        errors.append(caught.value)
+    texts = [caplog.text, repr(auth), repr(auth.stats()), *map(repr, events)]
+    texts += [text for error in errors for text in (str(error), repr(error))]
+    assert len(events) >= 6
+    for text in texts:
+        assert client.client_secret not in text
+        for token in tokens:
+            assert token not in text
