@@ -20,12 +20,14 @@ from ._exceptions import (
     TokenResponseError,
     UnsupportedClientError,
 )
-from ._services import DEFAULT_TOKEN_URL, RISK_RESOURCE, VERIFY_RESOURCE
+from ._keys import SigningKeyPair, generate_signing_key
+from ._services import DEFAULT_TOKEN_URL, REGION_HOSTS, RISK_RESOURCE, VERIFY_RESOURCE
 from ._telemetry import AuthEvent, AuthStats
 from ._token import AccessToken
 
 __all__ = [
     "DEFAULT_TOKEN_URL",
+    "REGION_HOSTS",
     "RISK_RESOURCE",
     "VERIFY_RESOURCE",
     "AccessToken",
@@ -37,8 +39,10 @@ __all__ = [
     "MemoryTokenCache",
     "MosaicAuth",
     "MosaicAuthError",
+    "SigningKeyPair",
     "TokenCache",
     "TokenRequestError",
     "TokenResponseError",
     "UnsupportedClientError",
+    "generate_signing_key",
 ]

@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 
+from ._client_auth import client_authentication
 from ._endpoint import TokenEndpoint
-from ._environment import settings_from_env
+from ._environment import EnvironmentSettings
 from ._exceptions import ConfigurationError, UnsupportedClientError
 from ._retry import RetryPolicy
 from ._routing import ResourceRouter
 from ._security import allows_credentials, insecure_transport
-from ._services import DEFAULT_TOKEN_URL
+from ._services import DEFAULT_REGION
 from ._store import TokenStore
 from ._telemetry import AuthEvent, Telemetry
+from ._urls import mosaic_urls
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._cache import TokenCache
+    from ._client_auth import ClientAuthMethod, PrivateKey
     from ._telemetry import AuthStats
     from ._token import AccessToken
 
@@ -51,12 +54,22 @@ class MosaicAuth(httpx.Auth):
 
     Args:
         client_id: The application's client ID.
-        client_secret: The application's client secret.
-        token_url: The token endpoint; Mosaic's US host by default.
+        client_secret: The application's client secret, for the secret methods.
+        client_auth: How token requests authenticate: ``"client_secret_post"`` (the secret in
+            the form), ``"client_secret_basic"`` (HTTP Basic), ``"private_key_jwt"`` (a JWT
+            signed with `private_key`) or ``"tls_client_auth"`` (the client certificate of
+            `http_client`). By default ``private_key_jwt`` when a `private_key` is given,
+            else ``client_secret_post``.
+        private_key: For ``private_key_jwt``: a joserfc RSA or EC key, a JWK dict, or PEM.
+        key_id: The ``kid`` of the assertions; by default the key's own, else its thumbprint.
+        signing_algorithm: RS256 (default) or PS256 for RSA keys; ES256 for EC keys.
+        region: Mosaic's region: ``"us"``, ``"eu"``, ``"ca"``, ``"au"`` or ``"sandbox"``.
+        base_url: The API host, overriding `region`.
+        token_url: The token endpoint, overriding both; ``{base_url}/oidc/token`` by default.
         resource: The resource every request's token is for, unless `resources` says
             otherwise; None requests tokens without a resource (Identity Management APIs).
-        resources: Maps API URL prefixes to the resource their requests need; the longest
-            matching prefix wins.
+        resources: Maps API URL prefixes, or paths under `base_url` (``"/risk"``), to the
+            resource their requests need; the longest matching prefix wins.
         leeway: Seconds before its expiry at which a token counts as expired (at most half
             its lifetime); 0 uses a token up to its last second.
         refresh_window: Seconds before that at which a token is refreshed while still in use
@@ -82,9 +95,15 @@ class MosaicAuth(httpx.Auth):
     def __init__(
         self,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None = None,
         *,
-        token_url: str = DEFAULT_TOKEN_URL,
+        client_auth: ClientAuthMethod | None = None,
+        private_key: PrivateKey | None = None,
+        key_id: str | None = None,
+        signing_algorithm: str | None = None,
+        region: str = DEFAULT_REGION,
+        base_url: str | None = None,
+        token_url: str | None = None,
         resource: str | None = None,
         resources: Mapping[str, str | None] | None = None,
         leeway: float = 60.0,
@@ -99,21 +118,31 @@ class MosaicAuth(httpx.Auth):
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(client_id, str) or not client_id:
-            raise ConfigurationError("client_id must be a non-empty string")
-        if not isinstance(client_secret, str) or not client_secret:
-            raise ConfigurationError("client_secret must be a non-empty string")
+            raise ConfigurationError("client_id must be a non-empty string", setting="client_id")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be 1 or more, not {max_attempts!r}")
+            raise ConfigurationError(
+                f"max_attempts must be 1 or more, not {max_attempts!r}", setting="max_attempts"
+            )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise ConfigurationError("http_client must be an httpx.AsyncClient")
-        _check_token_url(token_url)
-        self._router = ResourceRouter(resource, resources)
+            raise ConfigurationError(
+                "http_client must be an httpx.AsyncClient", setting="http_client"
+            )
+        self.base_url, token_url = mosaic_urls(region, base_url, token_url)
+        self._router = ResourceRouter(resource, resources, base_url=self.base_url)
         self._telemetry = Telemetry(on_event)
         self._store = TokenStore(
             TokenEndpoint(
                 token_url=token_url,
-                client_id=client_id,
-                client_secret=client_secret,
+                client_auth=client_authentication(
+                    client_id,
+                    method=client_auth,
+                    client_secret=client_secret,
+                    private_key=private_key,
+                    key_id=key_id,
+                    signing_algorithm=signing_algorithm,
+                    has_http_client=http_client is not None,
+                    clock=clock,
+                ),
                 http_client=http_client,
                 clock=clock,
                 retry=RetryPolicy(
@@ -136,16 +165,28 @@ class MosaicAuth(httpx.Auth):
     def from_env(cls, **overrides: Any) -> MosaicAuth:
         """A `MosaicAuth` configured from environment variables; `overrides` take precedence.
 
-        Reads ``MOSAIC_CLIENT_ID`` and ``MOSAIC_CLIENT_SECRET`` (required), ``MOSAIC_TOKEN_URL``
-        and ``MOSAIC_RESOURCE``. Raises `ConfigurationError` naming a missing variable.
+        Reads ``MOSAIC_CLIENT_ID`` (required), ``MOSAIC_CLIENT_SECRET``,
+        ``MOSAIC_PRIVATE_KEY`` (PEM or JWK JSON) or ``MOSAIC_PRIVATE_KEY_FILE``,
+        ``MOSAIC_KEY_ID``, ``MOSAIC_CLIENT_AUTH``, ``MOSAIC_REGION``, ``MOSAIC_BASE_URL``,
+        ``MOSAIC_TOKEN_URL`` and ``MOSAIC_RESOURCE``. A missing or contradictory setting raises
+        a `ConfigurationError` naming the variable, never its value.
         """
-        return cls(**settings_from_env(os.environ, overrides))
+        settings = EnvironmentSettings(os.environ, overrides)
+        try:
+            return cls(**settings.arguments)
+        except ConfigurationError as error:
+            raise settings.explain(error) from error
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint's URL."""
+        return self._store.endpoint.token_url
 
     def __repr__(self) -> str:
         endpoint = self._store.endpoint
         return (
             f"MosaicAuth(client_id={endpoint.client_id!r}, token_url={endpoint.token_url!r}, "
-            f"resource={self._router.default!r})"
+            f"client_auth={endpoint.client_auth.method!r}, resource={self._router.default!r})"
         )
 
     async def async_auth_flow(
@@ -232,24 +273,13 @@ class MosaicAuth(httpx.Auth):
             await self.aclose()
 
 
-def _check_token_url(token_url: str) -> None:
-    try:
-        url = httpx.URL(token_url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"token_url {token_url!r} is not a URL") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"token_url {token_url!r} is not an absolute http(s) URL")
-    if not allows_credentials(url):
-        raise insecure_transport(url, "client credentials")
-
-
 def _seconds(name: str, value: float, *, positive: bool = False) -> float:
     """`value` as seconds, or a ConfigurationError naming the setting."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}", setting=name)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         bound = "more than zero" if positive else "zero or more"
-        raise ConfigurationError(f"{name} must be {bound} seconds, not {value!r}")
+        raise ConfigurationError(f"{name} must be {bound} seconds, not {value!r}", setting=name)
     return float(value)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ import anyio
 
 from ._auth import MosaicAuth
 from ._exceptions import ConfigurationError, MosaicAuthError
+from ._keys import SIGNING_ALGORITHMS, generate_signing_key
 from ._services import RISK_RESOURCE, VERIFY_RESOURCE
 
 if TYPE_CHECKING:
@@ -47,9 +49,10 @@ def _parser() -> argparse.ArgumentParser:
         "token",
         help="fetch a client access token and print it",
         description=(
-            "Fetch a client access token with the credentials in MOSAIC_CLIENT_ID and "
-            "MOSAIC_CLIENT_SECRET (MOSAIC_TOKEN_URL and MOSAIC_RESOURCE optional) and print it, "
-            'e.g. for curl -H "Authorization: Bearer $(mosaic-httpx-auth token)".'
+            "Fetch a client access token with the settings in MOSAIC_* environment variables "
+            "(MOSAIC_CLIENT_ID, and MOSAIC_CLIENT_SECRET or MOSAIC_PRIVATE_KEY_FILE; also "
+            "MOSAIC_CLIENT_AUTH, MOSAIC_REGION, MOSAIC_TOKEN_URL, MOSAIC_RESOURCE...) and print "
+            'it, e.g. for curl -H "Authorization: Bearer $(mosaic-httpx-auth token)".'
         ),
     )
     token.add_argument("--resource", help="the resource (audience) to ask for")
@@ -57,6 +60,20 @@ def _parser() -> argparse.ArgumentParser:
         "--claims", action="store_true", help="print the token's decoded claims as JSON instead"
     )
     token.set_defaults(run=_token)
+
+    keygen = commands.add_parser(
+        "keygen",
+        help="generate a key pair for private_key_jwt",
+        description=(
+            "Write a new private key (PEM, readable by you only) to PATH and print the public "
+            "JWKS to register with the app in Mosaic's Admin Portal. Then set "
+            "MOSAIC_PRIVATE_KEY_FILE=PATH and MOSAIC_CLIENT_AUTH=private_key_jwt."
+        ),
+    )
+    keygen.add_argument("path", help="where to write the private key; must not exist")
+    keygen.add_argument("--algorithm", choices=SIGNING_ALGORITHMS, default="RS256")
+    keygen.add_argument("--key-id", help="the key's kid (default: its thumbprint)")
+    keygen.set_defaults(run=_keygen)
 
     emulator = commands.add_parser(
         "emulator",
@@ -90,6 +107,20 @@ def _token(arguments: argparse.Namespace) -> int:
             print(token.token)
 
     anyio.run(fetch)
+    return 0
+
+
+def _keygen(arguments: argparse.Namespace) -> int:
+    pair = generate_signing_key(arguments.algorithm, key_id=arguments.key_id)
+    try:
+        # Created with owner-only permissions, and never over an existing key.
+        descriptor = os.open(arguments.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create {arguments.path}: {exc.strerror}") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(pair.private_key_pem)
+    print(json.dumps(pair.public_jwks, indent=2))
+    print(f"private key written to {arguments.path} (kid {pair.key_id})", file=sys.stderr)
     return 0
 
 

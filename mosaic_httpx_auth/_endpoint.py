@@ -20,6 +20,8 @@ from ._token import AccessToken
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from ._client_auth import ClientAuthentication
+
 # Error texts come from the server; keep a misbehaving one from flooding logs and messages.
 _MAX_ERROR_TEXT = 300
 
@@ -31,8 +33,7 @@ class TokenEndpoint:
         self,
         *,
         token_url: str,
-        client_id: str,
-        client_secret: str,
+        client_auth: ClientAuthentication,
         http_client: httpx.AsyncClient | None,
         clock: Callable[[], float],
         retry: RetryPolicy | None = None,
@@ -40,8 +41,8 @@ class TokenEndpoint:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.token_url = token_url
-        self.client_id = client_id
-        self._client_secret = client_secret
+        self.client_auth = client_auth
+        self.client_id = client_auth.client_id
         self._http_client = http_client
         self._owns_http_client = http_client is None
         self._clock = clock
@@ -114,11 +115,8 @@ class TokenEndpoint:
 
     async def _attempt(self, resource: str | None) -> AccessToken:
         """One token request, bounded by the policy's timeout."""
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self._client_secret,
-        }
+        credentials = self.client_auth.credentials(self.token_url)
+        form = {"grant_type": "client_credentials", **credentials.form}
         if resource is not None:
             form["resource"] = resource
         # `expires_in` counts from when the server answered; counting from before the request
@@ -128,7 +126,9 @@ class TokenEndpoint:
         try:
             with anyio.fail_after(timeout):
                 response = await self._client().post(
-                    self.token_url, data=form, headers={"Accept": "application/json"}
+                    self.token_url,
+                    data=form,
+                    headers={"Accept": "application/json", **credentials.headers},
                 )
         except TimeoutError as exc:
             raise TokenRequestError(
@@ -143,7 +143,7 @@ class TokenEndpoint:
                 resource=resource,
             ) from exc
         if not response.is_success:
-            raise self._refusal(response, resource)
+            raise self._refusal(response, resource, credentials.secrets)
         return parse_token_response(response, resource=resource, requested_at=requested_at)
 
     async def aclose(self) -> None:
@@ -157,11 +157,10 @@ class TokenEndpoint:
             self._http_client = httpx.AsyncClient()
         return self._http_client
 
-    def _refusal(self, response: httpx.Response, resource: str | None) -> TokenRequestError:
-        error, description = _error_fields(response)
-        # A server that echoes what it was sent must not carry the secret into our messages.
-        if description is not None:
-            description = description.replace(self._client_secret, "[secret]")
+    def _refusal(
+        self, response: httpx.Response, resource: str | None, secrets: tuple[str, ...]
+    ) -> TokenRequestError:
+        error, description = (_redacted(text, secrets) for text in _error_fields(response))
         detail = ": ".join(part for part in (error, description) if part)
         message = f"the token endpoint refused a token for resource {resource!r}: " + (
             f"HTTP {response.status_code}" + (f" {detail}" if detail else "")
@@ -264,6 +263,16 @@ def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     error = body.get("error")
     description = body.get("error_description", body.get("message"))
     return (
-        error[:_MAX_ERROR_TEXT] if isinstance(error, str) else None,
-        description[:_MAX_ERROR_TEXT] if isinstance(description, str) else None,
+        error if isinstance(error, str) else None,
+        description if isinstance(description, str) else None,
     )
+
+
+def _redacted(text: str | None, secrets: tuple[str, ...]) -> str | None:
+    """`text` from the server without any of `secrets` it echoed, cut to a sensible length."""
+    if text is None:
+        return None
+    for secret in secrets:
+        text = text.replace(secret, "[secret]")
+    # Cut after redacting, so that a secret cut in half cannot slip through.
+    return text[:_MAX_ERROR_TEXT]

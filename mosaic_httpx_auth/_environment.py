@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigurationError
@@ -13,27 +14,66 @@ if TYPE_CHECKING:
 ENVIRONMENT_VARIABLES = {
     "MOSAIC_CLIENT_ID": "client_id",
     "MOSAIC_CLIENT_SECRET": "client_secret",
+    "MOSAIC_CLIENT_AUTH": "client_auth",
+    "MOSAIC_PRIVATE_KEY": "private_key",
+    "MOSAIC_KEY_ID": "key_id",
+    "MOSAIC_REGION": "region",
+    "MOSAIC_BASE_URL": "base_url",
     "MOSAIC_TOKEN_URL": "token_url",
     "MOSAIC_RESOURCE": "resource",
 }
-REQUIRED = ("MOSAIC_CLIENT_ID", "MOSAIC_CLIENT_SECRET")
+PRIVATE_KEY_FILE = "MOSAIC_PRIVATE_KEY_FILE"
+# Where to set an argument that is missing: what an error about it should point to.
+_VARIABLE_FOR = {argument: variable for variable, argument in ENVIRONMENT_VARIABLES.items()}
+_VARIABLE_FOR["private_key"] = f"MOSAIC_PRIVATE_KEY or {PRIVATE_KEY_FILE}"
 
 
-def settings_from_env(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """`MosaicAuth` arguments from `environ`, with `overrides` taking precedence.
+class EnvironmentSettings:
+    """`MosaicAuth` arguments read from the environment, and where each came from."""
 
-    An empty variable counts as unset. A missing required setting raises `ConfigurationError`
-    naming the variable.
-    """
-    settings: dict[str, Any] = {
-        argument: environ[variable]
-        for variable, argument in ENVIRONMENT_VARIABLES.items()
-        if environ.get(variable)
-    }
-    settings.update(overrides)
-    missing = [
-        variable for variable in REQUIRED if settings.get(ENVIRONMENT_VARIABLES[variable]) is None
-    ]
-    if missing:
-        raise ConfigurationError(f"set {' and '.join(missing)} in the environment")
-    return settings
+    def __init__(self, environ: Mapping[str, str], overrides: Mapping[str, Any]) -> None:
+        """Read `environ`; `overrides` take precedence. An empty variable counts as unset."""
+        self.sources: dict[str, str] = {}
+        self.arguments: dict[str, Any] = {}
+        for variable, argument in ENVIRONMENT_VARIABLES.items():
+            if environ.get(variable):
+                self.arguments[argument] = environ[variable]
+                self.sources[argument] = variable
+        if environ.get(PRIVATE_KEY_FILE):
+            if "private_key" in self.arguments:
+                raise ConfigurationError(
+                    f"set MOSAIC_PRIVATE_KEY or {PRIVATE_KEY_FILE}, not both",
+                    setting="private_key",
+                )
+            self.arguments["private_key"] = _read_key_file(environ[PRIVATE_KEY_FILE])
+            self.sources["private_key"] = PRIVATE_KEY_FILE
+        if "client_secret" in self.sources and "private_key" in self.sources:
+            raise ConfigurationError(
+                f"set MOSAIC_CLIENT_SECRET or {self.sources['private_key']}, not both: "
+                "an app authenticates with a secret or with a key",
+                setting="private_key",
+            )
+        for argument in overrides:
+            self.sources.pop(argument, None)
+        self.arguments.update(overrides)
+        if not self.arguments.get("client_id"):
+            raise ConfigurationError("set MOSAIC_CLIENT_ID in the environment", setting="client_id")
+
+    def explain(self, error: ConfigurationError) -> ConfigurationError:
+        """`error` from `MosaicAuth(**arguments)`, reworded to name the variable to fix."""
+        variable = self.sources.get(error.setting or "")
+        if variable is None and error.setting not in self.arguments:
+            variable = _VARIABLE_FOR.get(error.setting or "")
+        if variable is None:
+            return error
+        verb = "check" if error.setting in self.arguments else "set"
+        return ConfigurationError(f"{verb} {variable}: {error}", setting=error.setting)
+
+
+def _read_key_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{PRIVATE_KEY_FILE}: cannot read {path!r} ({exc.strerror})", setting="private_key"
+        ) from None

@@ -4,7 +4,7 @@ Every error derives from `MosaicAuthError`, so one ``except`` clause catches the
 
     MosaicAuthError
     ├── ConfigurationError (also a ValueError)
-    ├── InsecureTransportError
+    │   └── InsecureTransportError
     ├── UnsupportedClientError (also a TypeError)
     └── TokenRequestError
         └── TokenResponseError
@@ -20,10 +20,17 @@ class MosaicAuthError(Exception):
 
 
 class ConfigurationError(MosaicAuthError, ValueError):
-    """Raised when `MosaicAuth` is given settings it cannot work with."""
+    """Raised when `MosaicAuth` is given settings it cannot work with.
+
+    `setting` names the argument at fault, when there is one.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
-class InsecureTransportError(MosaicAuthError):
+class InsecureTransportError(ConfigurationError):
     """Raised when a token or secret would travel over plain HTTP to a host that is not loopback."""
 
 

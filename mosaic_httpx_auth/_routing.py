@@ -4,28 +4,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import httpx
-
-from ._exceptions import ConfigurationError
+from ._urls import absolute_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import httpx
 
 
 class ResourceRouter:
     """Picks the resource for a request URL: the longest matching URL prefix wins.
 
-    A prefix matches whole path segments: ``https://host/risk`` matches ``https://host/risk``
-    and ``https://host/risk/v1/...`` but not ``https://host/risk-other``. A URL no prefix
-    matches gets the default resource.
+    A prefix is a URL, or a path (``/risk``) relative to the API base URL. It matches whole
+    path segments: ``https://host/risk`` matches ``https://host/risk`` and
+    ``https://host/risk/v1/...`` but not ``https://host/risk-other``. A URL no prefix matches
+    gets the default resource.
     """
 
     def __init__(
-        self, default: str | None, prefixes: Mapping[str, str | None] | None = None
+        self,
+        default: str | None,
+        prefixes: Mapping[str, str | None] | None = None,
+        *,
+        base_url: str | None = None,
     ) -> None:
         self.default = default
         routes = [
-            (_normalized_prefix(prefix), resource) for prefix, resource in (prefixes or {}).items()
+            (_normalized_prefix(prefix, base_url), resource)
+            for prefix, resource in (prefixes or {}).items()
         ]
         self._routes = sorted(routes, key=lambda route: len(route[0]), reverse=True)
 
@@ -42,12 +48,11 @@ class ResourceRouter:
         return self.default
 
 
-def _normalized_prefix(prefix: str) -> str:
-    """The prefix spelt as httpx spells request URLs, so that the two compare as text."""
-    try:
-        url = httpx.URL(prefix)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"resources: {prefix!r} is not a URL") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"resources: {prefix!r} is not an absolute http(s) URL prefix")
-    return str(url)
+def _normalized_prefix(prefix: str, base_url: str | None) -> str:
+    """The prefix spelt as httpx spells request URLs, so that the two compare as text.
+
+    A path (``/risk``) is taken relative to `base_url`.
+    """
+    if base_url is not None and isinstance(prefix, str) and prefix.startswith("/"):
+        prefix = base_url.rstrip("/") + prefix
+    return str(absolute_url(prefix, setting="resources"))

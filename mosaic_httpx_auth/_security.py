@@ -26,9 +26,12 @@ def allows_credentials(url: httpx.URL) -> bool:
     return url.scheme == "https" or (url.scheme == "http" and is_loopback(url.host))
 
 
-def insecure_transport(url: httpx.URL, what: str) -> InsecureTransportError:
-    """The error for sending `what` to `url` in the clear."""
+def insecure_transport(
+    url: httpx.URL, what: str, *, setting: str | None = None
+) -> InsecureTransportError:
+    """The error for sending `what` to `url` in the clear; `setting` names the argument at fault."""
     return InsecureTransportError(
         f"refusing to send {what} to {url.scheme}://{url.host}: use https "
-        "(plain http is allowed to loopback hosts only)"
+        "(plain http is allowed to loopback hosts only)",
+        setting=setting,
     )

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-DEFAULT_TOKEN_URL = "https://api.transmitsecurity.io/oidc/token"
+REGION_HOSTS = {
+    "us": "https://api.transmitsecurity.io",
+    "eu": "https://api.eu.transmitsecurity.io",
+    "ca": "https://api.ca.transmitsecurity.io",
+    "au": "https://api.au.transmitsecurity.io",
+    "sandbox": "https://api.sbx.transmitsecurity.io",
+}
+"""Mosaic's API host in each region."""
+DEFAULT_REGION = "us"
+TOKEN_PATH = "/oidc/token"
+DEFAULT_TOKEN_URL = REGION_HOSTS[DEFAULT_REGION] + TOKEN_PATH
 
 RISK_RESOURCE = "https://risk.identity.security"
 """The resource of Detection and Response (``/risk/...``) APIs."""

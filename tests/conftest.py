@@ -1,9 +1,36 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
+
+from mosaic_httpx_auth.testing import MosaicEmulator
+
+from .helpers import FakeClock, FakeMosaic
+
+if TYPE_CHECKING:
+    from joserfc.jwk import RSAKey
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run every async test on asyncio and on trio."""
     return str(request.param)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that moves only when the test says so."""
+    return FakeClock()
+
+
+@pytest.fixture
+def mosaic(clock: FakeClock) -> FakeMosaic:
+    """A scriptable token endpoint and API behind a MockTransport, on `clock`."""
+    return FakeMosaic(clock)
+
+
+@pytest.fixture
+def emulator(clock: FakeClock, mosaic_signing_key: RSAKey) -> MosaicEmulator:
+    """A Mosaic emulator on `clock`, signing with the session's key."""
+    return MosaicEmulator(clock=clock, signing_key=mosaic_signing_key)

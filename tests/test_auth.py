@@ -27,16 +27,6 @@ pytestmark = pytest.mark.anyio
 API = "https://api.transmitsecurity.io"
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def mosaic(clock: FakeClock) -> FakeMosaic:
-    return FakeMosaic(clock)
-
-
 async def test_request_carries_the_bearer_token(mosaic: FakeMosaic) -> None:
     """A request goes out with `Authorization: Bearer <token>` from the token endpoint."""
     auth = mosaic.auth(resource=RISK)
@@ -289,7 +279,7 @@ async def test_secret_and_tokens_stay_out_of_logs_and_reprs(
         ({"leeway": "60"}, "leeway"),
         ({"token_url": "not a url"}, "token_url"),
         ({"token_url": "ftp://host/token"}, "token_url"),
-        ({"resources": {"/risk": RISK}}, "resources"),
+        ({"resources": {"risk": RISK}}, "resources"),
         ({"http_client": object()}, "http_client"),
     ],
 )

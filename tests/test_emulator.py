@@ -26,16 +26,6 @@ SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "test-key"})
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def emulator(clock: FakeClock) -> MosaicEmulator:
-    return MosaicEmulator(clock=clock, signing_key=SIGNING_KEY)
-
-
-@pytest.fixture
 def client(emulator: MosaicEmulator) -> RegisteredClient:
     return emulator.register_client(resources=[RISK, VERIFY])
 
@@ -101,9 +91,11 @@ def test_register_client_keeps_given_credentials(emulator: MosaicEmulator) -> No
     client = emulator.register_client(
         client_id="my-id", client_secret="my-secret", resources=[RISK], app_id="app-1"
     )
-    assert client == RegisteredClient(
-        client_id="my-id", client_secret="my-secret", resources=frozenset({RISK}), app_id="app-1"
-    )
+    assert client.client_id == "my-id"
+    assert client.client_secret == "my-secret"
+    assert client.resources == frozenset({RISK})
+    assert client.app_id == "app-1"
+    assert client.authentication_method == "client_secret_post"
 
 
 def test_register_client_refuses_a_registered_client_id(emulator: MosaicEmulator) -> None:

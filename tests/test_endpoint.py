@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from mosaic_httpx_auth import TokenRequestError, TokenResponseError
+from mosaic_httpx_auth._client_auth import ClientSecretPost
 from mosaic_httpx_auth._endpoint import TokenEndpoint, parse_token_response
 from mosaic_httpx_auth._retry import RetryPolicy
 
@@ -24,8 +25,7 @@ def endpoint_answering(handler: Callable[[httpx.Request], httpx.Response]) -> To
     """An endpoint client whose requests `handler` answers, making one attempt per fetch."""
     return TokenEndpoint(
         token_url=TOKEN_URL,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
+        client_auth=ClientSecretPost(CLIENT_ID, CLIENT_SECRET),
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
         clock=FakeClock(),
         retry=RetryPolicy(max_attempts=1),

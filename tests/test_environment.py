@@ -2,65 +2,160 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from mosaic_httpx_auth import ConfigurationError, MosaicAuth
+from mosaic_httpx_auth import ConfigurationError, MosaicAuth, generate_signing_key
+from mosaic_httpx_auth._environment import ENVIRONMENT_VARIABLES, PRIVATE_KEY_FILE
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 pytestmark = pytest.mark.anyio
+
+KEY = generate_signing_key("ES256", key_id="env-key")
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in (
-        "MOSAIC_CLIENT_ID",
-        "MOSAIC_CLIENT_SECRET",
-        "MOSAIC_TOKEN_URL",
-        "MOSAIC_RESOURCE",
-    ):
+    for variable in [*ENVIRONMENT_VARIABLES, PRIVATE_KEY_FILE]:
         monkeypatch.delenv(variable, raising=False)
 
 
-async def test_from_env_reads_every_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Client id, secret, token URL and resource come from MOSAIC_* variables."""
-    monkeypatch.setenv("MOSAIC_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("MOSAIC_CLIENT_SECRET", CLIENT_SECRET)
-    monkeypatch.setenv("MOSAIC_TOKEN_URL", "https://api.eu.transmitsecurity.io/oidc/token")
-    monkeypatch.setenv("MOSAIC_RESOURCE", RISK)
+def setenv(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(f"MOSAIC_{name}", value)
+
+
+async def test_from_env_reads_the_secret_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client id, secret, method, region and resource come from MOSAIC_* variables."""
+    setenv(
+        monkeypatch,
+        CLIENT_ID=CLIENT_ID,
+        CLIENT_SECRET=CLIENT_SECRET,
+        CLIENT_AUTH="client_secret_basic",
+        REGION="eu",
+        RESOURCE=RISK,
+    )
     async with MosaicAuth.from_env() as auth:
         assert repr(auth) == (
             f"MosaicAuth(client_id={CLIENT_ID!r}, "
             "token_url='https://api.eu.transmitsecurity.io/oidc/token', "
-            f"resource={RISK!r})"
+            f"client_auth='client_secret_basic', resource={RISK!r})"
         )
+
+
+@pytest.mark.parametrize(
+    ("variables", "token_url"),
+    [
+        ({"REGION": "sandbox"}, "https://api.sbx.transmitsecurity.io/oidc/token"),
+        ({"REGION": "au", "BASE_URL": "https://mosaic.test"}, "https://mosaic.test/oidc/token"),
+        (
+            {"BASE_URL": "https://mosaic.test", "TOKEN_URL": "https://id.test/cis/oidc/token"},
+            "https://id.test/cis/oidc/token",
+        ),
+    ],
+)
+async def test_token_url_beats_base_url_beats_region(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], token_url: str
+) -> None:
+    """MOSAIC_TOKEN_URL overrides MOSAIC_BASE_URL, which overrides MOSAIC_REGION."""
+    setenv(monkeypatch, CLIENT_ID=CLIENT_ID, CLIENT_SECRET=CLIENT_SECRET, **variables)
+    async with MosaicAuth.from_env() as auth:
+        assert auth.token_url == token_url
+
+
+@pytest.mark.parametrize("source", ["MOSAIC_PRIVATE_KEY", PRIVATE_KEY_FILE])
+async def test_a_private_key_means_private_key_jwt(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: str
+) -> None:
+    """A key in MOSAIC_PRIVATE_KEY or a file named by MOSAIC_PRIVATE_KEY_FILE selects
+    private_key_jwt, with MOSAIC_KEY_ID as the assertions' kid."""
+    setenv(monkeypatch, CLIENT_ID=CLIENT_ID, KEY_ID="my-kid")
+    if source == PRIVATE_KEY_FILE:
+        (tmp_path / "key.pem").write_bytes(KEY.private_key_pem)
+        monkeypatch.setenv(PRIVATE_KEY_FILE, str(tmp_path / "key.pem"))
+    else:
+        monkeypatch.setenv(source, KEY.private_key_pem.decode())
+    async with MosaicAuth.from_env() as auth:
+        assert "client_auth='private_key_jwt'" in repr(auth)
+        assert auth._store.endpoint.client_auth.key_id == "my-kid"  # type: ignore[attr-defined]
 
 
 async def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keyword arguments to from_env take precedence over the variables."""
-    monkeypatch.setenv("MOSAIC_CLIENT_ID", "from-env")
-    monkeypatch.setenv("MOSAIC_CLIENT_SECRET", CLIENT_SECRET)
-    monkeypatch.setenv("MOSAIC_RESOURCE", RISK)
+    setenv(monkeypatch, CLIENT_ID="from-env", CLIENT_SECRET=CLIENT_SECRET, RESOURCE=RISK)
     async with MosaicAuth.from_env(client_id=CLIENT_ID, resource=None) as auth:
         assert repr(auth).startswith(f"MosaicAuth(client_id={CLIENT_ID!r}")
         assert repr(auth).endswith("resource=None)")
 
 
 @pytest.mark.parametrize(
-    ("present", "named"),
+    ("variables", "named"),
     [
-        ({}, "MOSAIC_CLIENT_ID and MOSAIC_CLIENT_SECRET"),
-        ({"MOSAIC_CLIENT_ID": CLIENT_ID}, "MOSAIC_CLIENT_SECRET"),
-        ({"MOSAIC_CLIENT_ID": CLIENT_ID, "MOSAIC_CLIENT_SECRET": ""}, "MOSAIC_CLIENT_SECRET"),
-        ({"MOSAIC_CLIENT_SECRET": CLIENT_SECRET}, "MOSAIC_CLIENT_ID"),
+        ({}, "set MOSAIC_CLIENT_ID"),
+        ({"CLIENT_ID": CLIENT_ID}, "set MOSAIC_CLIENT_SECRET"),
+        ({"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": ""}, "set MOSAIC_CLIENT_SECRET"),
+        ({"CLIENT_SECRET": CLIENT_SECRET}, "set MOSAIC_CLIENT_ID"),
+        (
+            {"CLIENT_ID": CLIENT_ID, "CLIENT_AUTH": "private_key_jwt"},
+            "set MOSAIC_PRIVATE_KEY or MOSAIC_PRIVATE_KEY_FILE",
+        ),
+        (
+            {"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET, "CLIENT_AUTH": "magic"},
+            "check MOSAIC_CLIENT_AUTH: client_auth 'magic' is not one of",
+        ),
+        (
+            {"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET, "REGION": "mars"},
+            "check MOSAIC_REGION: region 'mars' is not one of us, eu, ca, au, sandbox",
+        ),
+        (
+            {"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET, "TOKEN_URL": "http://x.io"},
+            "use https",
+        ),
+        (
+            {
+                "CLIENT_ID": CLIENT_ID,
+                "CLIENT_SECRET": CLIENT_SECRET,
+                "PRIVATE_KEY": KEY.private_key_pem.decode(),
+            },
+            "set MOSAIC_CLIENT_SECRET or MOSAIC_PRIVATE_KEY, not both",
+        ),
+        (
+            {"CLIENT_ID": CLIENT_ID, "PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nnope"},
+            "check MOSAIC_PRIVATE_KEY: private_key is not a PEM",
+        ),
     ],
 )
-def test_a_missing_variable_is_named(
-    monkeypatch: pytest.MonkeyPatch, present: dict[str, str], named: str
+def test_a_missing_or_contradictory_setting_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], named: str
 ) -> None:
-    """A missing required variable raises ConfigurationError naming it, and no secret value."""
-    for variable, value in present.items():
-        monkeypatch.setenv(variable, value)
+    """A missing or contradictory setting raises a ConfigurationError naming the variable,
+    and never the secret or key."""
+    setenv(monkeypatch, **variables)
     with pytest.raises(ConfigurationError, match=named) as caught:
         MosaicAuth.from_env()
     assert CLIENT_SECRET not in str(caught.value)
+    assert "PRIVATE KEY" not in str(caught.value)
+
+
+def test_both_key_variables_at_once_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MOSAIC_PRIVATE_KEY and MOSAIC_PRIVATE_KEY_FILE together are contradictory."""
+    (tmp_path / "key.pem").write_bytes(KEY.private_key_pem)
+    setenv(monkeypatch, CLIENT_ID=CLIENT_ID, PRIVATE_KEY=KEY.private_key_pem.decode())
+    monkeypatch.setenv(PRIVATE_KEY_FILE, str(tmp_path / "key.pem"))
+    with pytest.raises(ConfigurationError, match="MOSAIC_PRIVATE_KEY or MOSAIC_PRIVATE_KEY_FILE"):
+        MosaicAuth.from_env()
+
+
+def test_an_unreadable_key_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A key file that cannot be read is reported with the variable and the path."""
+    setenv(monkeypatch, CLIENT_ID=CLIENT_ID)
+    monkeypatch.setenv(PRIVATE_KEY_FILE, str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigurationError, match=f"{PRIVATE_KEY_FILE}: cannot read .*missing.pem"):
+        MosaicAuth.from_env()

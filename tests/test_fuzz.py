@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mosaic_httpx_auth import AccessToken, MosaicAuthError
+from mosaic_httpx_auth._client_auth import ClientSecretPost
 from mosaic_httpx_auth._endpoint import TokenEndpoint
 from mosaic_httpx_auth._retry import RetryPolicy
 
@@ -88,8 +89,7 @@ async def test_any_answer_gives_a_token_or_a_mosaic_auth_error(
 
     endpoint = TokenEndpoint(
         token_url=TOKEN_URL,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
+        client_auth=ClientSecretPost(CLIENT_ID, CLIENT_SECRET),
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
         clock=FakeClock(),
         retry=RetryPolicy(max_attempts=3),

@@ -22,6 +22,7 @@ from mosaic_httpx_auth import (
     TokenRequestError,
     TokenResponseError,
 )
+from mosaic_httpx_auth._client_auth import ClientSecretPost
 from mosaic_httpx_auth._endpoint import TokenEndpoint
 from mosaic_httpx_auth._retry import MAX_BACKOFF, RetryPolicy, retry_after_seconds
 from mosaic_httpx_auth.testing import MosaicEmulator
@@ -36,16 +37,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 API = "https://api.transmitsecurity.io"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def emulator(clock: FakeClock, mosaic_signing_key: RSAKey) -> MosaicEmulator:
-    return MosaicEmulator(clock=clock, signing_key=mosaic_signing_key)
 
 
 @pytest.fixture
@@ -73,8 +64,7 @@ def endpoint_for(
     """A token endpoint client talking to `emulator`, sleeping through `sleeps`."""
     return TokenEndpoint(
         token_url=TOKEN_URL,
-        client_id=client.client_id,
-        client_secret=client.client_secret,
+        client_auth=ClientSecretPost(client.client_id, client.client_secret),
         http_client=httpx.AsyncClient(transport=emulator.transport()),
         clock=clock,
         retry=RetryPolicy(**policy),

@@ -15,16 +15,6 @@ from .helpers import CLIENT_ID, RISK, TOKEN_URL, VERIFY, FakeClock, FakeMosaic
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def mosaic(clock: FakeClock) -> FakeMosaic:
-    return FakeMosaic(clock)
-
-
 async def test_hundreds_of_concurrent_callers_make_one_token_request(mosaic: FakeMosaic) -> None:
     """On a cold cache, 300 concurrent requests for one resource wait for a single fetch."""
     mosaic.gate = anyio.Event()

@@ -10,11 +10,29 @@ requests::
     async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
         await http.post("https://api.transmitsecurity.io/risk/v1/action/result")
 
+Clients authenticate with any of Mosaic's methods: a client secret (the default),
+``private_key_jwt`` (``register_client(jwks=public_keys)``), or mutual TLS
+(``register_client(certificate_sha256=...)``), which needs the emulator served over TLS::
+
+    certificate = make_client_certificate(tmp_path)
+    client = emulator.register_client(certificate_sha256=certificate.sha256)
+    with emulator.serve(tls=True) as base_url:
+        async with httpx.AsyncClient(verify=client_ssl_context(certificate)) as http:
+            await http.post(f"{base_url}/oidc/token", data={...})
+
 Serving it on a port (`MosaicEmulator.serve`) needs the ``emulator`` extra (uvicorn).
 """
 
 from __future__ import annotations
 
-from ._emulator import MosaicEmulator, RegisteredClient
+from ._clients import RegisteredClient
+from ._emulator import MosaicEmulator
+from ._tls import ClientCertificate, client_ssl_context, make_client_certificate
 
-__all__ = ["MosaicEmulator", "RegisteredClient"]
+__all__ = [
+    "ClientCertificate",
+    "MosaicEmulator",
+    "RegisteredClient",
+    "client_ssl_context",
+    "make_client_certificate",
+]

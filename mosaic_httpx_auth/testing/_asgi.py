@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -16,13 +17,23 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-RequestHandler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+class RequestHandler(Protocol):
+    """What answers the emulator's requests: `MosaicEmulator.handle_request`."""
+
+    def __call__(
+        self, request: httpx.Request, *, client_certificate: bytes | None = None
+    ) -> Awaitable[httpx.Response]: ...
 
 
 class EmulatorApp:
     """An ASGI 3 application that turns each HTTP request into an `httpx.Request` for a handler.
 
-    Answers the lifespan protocol, so any ASGI server can run it.
+    Answers the lifespan protocol, so any ASGI server can run it. The certificate a TLS client
+    presented reaches the handler from the ASGI TLS extension
+    (``scope["extensions"]["tls"]["client_cert_chain"]``), which a server fills in and a
+    client cannot: `serve(tls=True)` runs uvicorn with a protocol that does.
     """
 
     def __init__(self, handle_request: RequestHandler) -> None:
@@ -38,7 +49,9 @@ class EmulatorApp:
         if request is None:
             return
         try:
-            response = await self._handle_request(request)
+            response = await self._handle_request(
+                request, client_certificate=_client_certificate(scope)
+            )
         except DroppedConnection:
             # ASGI cannot close a connection without answering: announce a body and fail before
             # sending it. The server then closes the connection mid-response (a transport error
@@ -70,6 +83,14 @@ async def _run_lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _client_certificate(scope: Scope) -> bytes | None:
+    """The certificate (DER) the client presented over TLS, if the server says there was one."""
+    tls = (scope.get("extensions") or {}).get("tls") or {}
+    # The ASGI TLS extension lists PEM certificates, the client's own first.
+    chain = list(tls.get("client_cert_chain") or ())
+    return ssl.PEM_cert_to_DER_cert(chain[0]) if chain else None
 
 
 async def _read_request(scope: Scope, receive: Receive) -> httpx.Request | None:

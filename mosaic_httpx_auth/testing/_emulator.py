@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
-import hmac
 import math
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl
 
 import httpx
 
@@ -20,7 +17,16 @@ from .._auth import MosaicAuth
 from .._exceptions import ConfigurationError
 from .._services import IDENTITY_MANAGEMENT_AUDIENCE, RISK_RESOURCE, VERIFY_RESOURCE
 from ._asgi import EmulatorApp
+from ._client_auth import ASSERTION_ALGORITHMS, ClientAuthenticator
+from ._clients import (
+    AUTHENTICATION_METHODS,
+    CERTIFICATE_METHODS,
+    SECRET_METHODS,
+    RegisteredClient,
+    new_client,
+)
 from ._faults import TokenRequestFault
+from ._responses import Refused, method_not_allowed, mosaic_error, oauth_error
 from ._server import serve_locally
 from ._signing import TokenSigner
 from ._transport import EmulatorTransport
@@ -29,8 +35,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from contextlib import AbstractContextManager
 
-    from joserfc.jwk import RSAKey
+    from joserfc.jwk import Key, KeySet, RSAKey
 
+    from ._clients import AuthenticationMethod
     from ._faults import FaultBody
 
 
@@ -46,35 +53,18 @@ _API_AUDIENCES = (
 
 
 @dataclass(frozen=True, slots=True)
-class RegisteredClient:
-    """An application registered with the emulator: its credentials and what it may request."""
-
-    client_id: str
-    client_secret: str = field(repr=False)
-    resources: frozenset[str]
-    """The resources it may request tokens for; a token without a resource is always allowed."""
-    app_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class _IssuedToken:
     client_id: str
     audience: str
-
-
-class _Refused(Exception):
-    """Raised inside request handling to answer with `response` instead."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
 
 
 class MosaicEmulator:
     """An in-process emulation of Mosaic's token service and of the APIs that check its tokens.
 
     It issues RS256-signed client access tokens at ``POST /oidc/token`` (and ``/cis/oidc/token``)
-    to clients registered with `register_client`, publishes its key at ``/cis/oidc/jwks`` and
+    to clients registered with `register_client`, which authenticate with any of Mosaic's
+    methods (a client secret, ``private_key_jwt``, or mutual TLS when served with
+    ``serve(tls=True)``), publishes its key at ``/cis/oidc/jwks`` and
     discovery at ``/cis/oidc/.well-known/openid-configuration``, and guards every path under
     ``/risk/``, ``/verify/`` and ``/cis/``: a request there needs an unexpired, unrevoked token
     that the emulator issued for that API's audience. Reach it through `transport()`, `app`
@@ -117,6 +107,7 @@ class MosaicEmulator:
         # and needed because `serve()` handles requests on another thread.
         self._lock = threading.Lock()
         self._clients: dict[str, RegisteredClient] = {}
+        self._authenticator = ClientAuthenticator(find_client=self._find_client, clock=clock)
         self._issued: dict[str, _IssuedToken] = {}
         self._revoked: set[str] = set()
         self._faults: collections.deque[TokenRequestFault] = collections.deque()
@@ -138,27 +129,44 @@ class MosaicEmulator:
         client_id: str | None = None,
         client_secret: str | None = None,
         app_id: str | None = None,
+        authentication_method: AuthenticationMethod | None = None,
+        jwks: Key | KeySet | Mapping[str, Any] | None = None,
+        certificate: bytes | str | None = None,
+        certificate_sha256: str | None = None,
     ) -> RegisteredClient:
         """Register an application that may request tokens, with random credentials by default.
+
+        A client uses one authentication method, which its token requests must use (a secret
+        client may send its secret in the form or with HTTP Basic). Give `jwks` for
+        ``private_key_jwt``, a `certificate` or `certificate_sha256` for ``tls_client_auth``,
+        or neither for a client secret; `authentication_method` names the method outright.
 
         Args:
             resources: The resources it may request tokens for, besides none.
             client_id: Its client ID; must not be registered already.
-            client_secret: Its client secret.
+            client_secret: Its client secret, for ``client_secret_post`` and
+                ``client_secret_basic`` (random by default).
             app_id: The ``app_id`` claim of its tokens.
+            authentication_method: How it authenticates. ``tls_client_auth`` and
+                ``self_signed_tls_client_auth`` are checked alike: by the fingerprint of the
+                certificate.
+            jwks: For ``private_key_jwt``: the public keys that verify its client assertions,
+                as a JWK Set (``{"keys": [...]}``), one JWK, or a joserfc key or key set (only
+                public parts are kept). RSA keys (RS256, PS256) or P-256 EC keys (ES256).
+            certificate: For the TLS methods: its client certificate, PEM or DER.
+            certificate_sha256: For the TLS methods, instead of `certificate`: its SHA-256
+                fingerprint in hex, as `ClientCertificate.sha256` gives it.
         """
-        if isinstance(resources, str):
-            raise ConfigurationError(
-                "resources must be a collection of resource URLs, not one string"
-            )
-        client = RegisteredClient(
-            client_id=secrets.token_hex(12) if client_id is None else client_id,
-            client_secret=secrets.token_urlsafe(24) if client_secret is None else client_secret,
-            resources=frozenset(resources),
-            app_id=secrets.token_hex(8) if app_id is None else app_id,
+        client = new_client(
+            resources=resources,
+            client_id=client_id,
+            client_secret=client_secret,
+            app_id=app_id,
+            authentication_method=authentication_method,
+            jwks=jwks,
+            certificate=certificate,
+            certificate_sha256=certificate_sha256,
         )
-        if not client.client_id or not client.client_secret:
-            raise ConfigurationError("client_id and client_secret must not be empty")
         with self._lock:
             if client.client_id in self._clients:
                 raise ConfigurationError(f"client {client.client_id!r} is registered already")
@@ -173,8 +181,7 @@ class MosaicEmulator:
         The resource need not be one the client may request, so that tests can make tokens an
         API refuses. The token is not counted as a token request.
         """
-        with self._lock:
-            client = self._clients.get(client_id)
+        client = self._find_client(client_id)
         if client is None:
             raise ConfigurationError(f"no client {client_id!r} is registered")
         if lifetime is None:
@@ -296,46 +303,65 @@ class MosaicEmulator:
     def auth(self, client: RegisteredClient, **options: Any) -> MosaicAuth:
         """A `MosaicAuth` for `client` whose token requests go to this emulator.
 
-        `options` are passed on to `MosaicAuth`. Send the API requests through `transport()`
-        too, or to `serve()`'s URL.
+        `options` are passed on to `MosaicAuth`: a `private_key_jwt` client needs its
+        `private_key`, a TLS client an `http_client` with its certificate and `token_url`
+        on `serve(tls=True)`. Send the API requests through `transport()` too, or to
+        `serve()`'s URL.
         """
         options.setdefault("http_client", httpx.AsyncClient(transport=self.transport()))
-        return MosaicAuth(client.client_id, client.client_secret, **options)
+        if client.authentication_method in SECRET_METHODS:
+            options.setdefault("client_secret", client.client_secret)
+            options.setdefault("client_auth", client.authentication_method)
+        elif client.authentication_method in CERTIFICATE_METHODS:
+            options.setdefault("client_auth", "tls_client_auth")
+        return MosaicAuth(client.client_id, **options)
 
-    def serve(self, *, port: int = 0, shutdown_timeout: float = 5.0) -> AbstractContextManager[str]:
-        """Serve the emulator over HTTP on 127.0.0.1 while the ``with`` block runs.
+    def serve(
+        self, *, port: int = 0, shutdown_timeout: float = 5.0, tls: bool = False
+    ) -> AbstractContextManager[str]:
+        """Serve the emulator over HTTP, or HTTPS, on 127.0.0.1 while the ``with`` block runs.
 
         Yields the base URL, e.g. ``"http://127.0.0.1:54321"``. uvicorn runs in a background
         thread on `port` (0: a free one) and is stopped on exit, waiting at most
         `shutdown_timeout` seconds for requests in flight. Needs the ``emulator`` extra.
-        """
-        return serve_locally(self.app, port=port, shutdown_timeout=shutdown_timeout)
 
-    async def handle_request(self, request: httpx.Request) -> httpx.Response:
+        With `tls`, it serves HTTPS (``"https://127.0.0.1:54321"``) with a throwaway
+        certificate for 127.0.0.1 and asks clients for a certificate, which the
+        ``tls_client_auth`` methods need: the only way to use them. Clients trust the server
+        through `client_ssl_context`, and present a certificate of `make_client_certificate`.
+        """
+        return serve_locally(self.app, port=port, shutdown_timeout=shutdown_timeout, tls=tls)
+
+    async def handle_request(
+        self, request: httpx.Request, *, client_certificate: bytes | None = None
+    ) -> httpx.Response:
         """Answer one request as Mosaic would: the core behind `transport`, `app` and `serve`.
 
-        The request's body must have been read. Raises `httpx.RemoteProtocolError` when a
-        fault drops the connection.
+        The request's body must have been read. `client_certificate` is the certificate (DER)
+        the client presented on the TLS connection, if any: only the server knows it, never a
+        request header. Raises `httpx.RemoteProtocolError` when a fault drops the connection.
         """
         path = request.url.path
         if path in _TOKEN_PATHS:
             if request.method != "POST":
-                return _method_not_allowed("POST")
-            return await self._token_endpoint(request)
+                return method_not_allowed("POST")
+            return await self._token_endpoint(request, client_certificate)
         if path in (_JWKS_PATH, _DISCOVERY_PATH):
             if request.method != "GET":
-                return _method_not_allowed("GET")
+                return method_not_allowed("GET")
             if path == _JWKS_PATH:
                 return httpx.Response(200, json=self.jwks)
             return httpx.Response(200, json=self._discovery(request.url))
         audience = next((aud for prefix, aud in _API_AUDIENCES if path.startswith(prefix)), None)
         if audience is None:
-            return _mosaic_error(404, "Not Found")
+            return mosaic_error(404, "Not Found")
         return self._api_call(request, audience)
 
     # The token endpoint
 
-    async def _token_endpoint(self, request: httpx.Request) -> httpx.Response:
+    async def _token_endpoint(
+        self, request: httpx.Request, client_certificate: bytes | None
+    ) -> httpx.Response:
         form = _read_form(request)
         with self._lock:
             self._token_requests[None if form is None else form.get("resource")] += 1
@@ -345,26 +371,35 @@ class MosaicEmulator:
             if response is not None:
                 return response
         if form is None:
-            return _oauth_error(
+            return oauth_error(
                 400,
                 "invalid_request",
                 "the body must be an application/x-www-form-urlencoded form "
                 "giving each parameter once",
             )
         try:
-            return self._grant(form, request.headers)
-        except _Refused as refusal:
+            return self._grant(form, request, client_certificate)
+        except Refused as refusal:
             return refusal.response
 
-    def _grant(self, form: dict[str, str], headers: httpx.Headers) -> httpx.Response:
+    def _grant(
+        self, form: dict[str, str], request: httpx.Request, client_certificate: bytes | None
+    ) -> httpx.Response:
         """Answer a well-formed token request with a token, or refuse it."""
         grant_type = form.get("grant_type")
         if grant_type is None:
-            raise _Refused(_oauth_error(400, "invalid_request", "grant_type is missing"))
-        client = self._authenticate_client(form, headers)
+            raise Refused(oauth_error(400, "invalid_request", "grant_type is missing"))
+        base = _base_url(request.url)
+        client = self._authenticator.authenticate(
+            form,
+            request.headers,
+            # RFC 7523 §3: the assertion's audience is the token endpoint, by either path.
+            token_endpoint_urls=[f"{base}{path}" for path in _TOKEN_PATHS],
+            client_certificate=client_certificate,
+        )
         if grant_type != "client_credentials":
-            raise _Refused(
-                _oauth_error(
+            raise Refused(
+                oauth_error(
                     400,
                     "unsupported_grant_type",
                     f"grant_type {grant_type!r} is not supported; use client_credentials",
@@ -372,8 +407,8 @@ class MosaicEmulator:
             )
         resource = form.get("resource")
         if resource is not None and resource not in client.resources:
-            raise _Refused(
-                _mosaic_error(400, f"resource {resource!r} is not configured for this client")
+            raise Refused(
+                mosaic_error(400, f"resource {resource!r} is not configured for this client")
             )
         lifetime = self._lifetime_for(resource)
         return httpx.Response(
@@ -387,52 +422,9 @@ class MosaicEmulator:
             headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
         )
 
-    def _authenticate_client(
-        self, form: dict[str, str], headers: httpx.Headers
-    ) -> RegisteredClient:
-        """The registered client the request authenticates as; refuses with 401 otherwise.
-
-        Accepts ``client_secret_post`` (the secret in the form) and ``client_secret_basic``
-        (HTTP Basic). Mosaic's other methods (``private_key_jwt``, ``tls_client_auth``) would
-        be told apart here by the parameters they send.
-        """
-        basic = _basic_credentials(headers.get("authorization"))
-        if basic is not None:
-            client_id, secret = basic
-            # RFC 6749 §2.3: one authentication method per request.
-            if "client_secret" in form:
-                raise _Refused(
-                    _oauth_error(
-                        400,
-                        "invalid_request",
-                        "send the client secret once: in the Authorization header or the form",
-                    )
-                )
-            if form.get("client_id", client_id) != client_id:
-                raise _Refused(
-                    _oauth_error(
-                        400,
-                        "invalid_request",
-                        "client_id differs from the one in the Authorization header",
-                    )
-                )
-        else:
-            maybe_client_id = form.get("client_id")
-            if maybe_client_id is None:
-                raise _Refused(_oauth_error(400, "invalid_request", "client_id is missing"))
-            client_id = maybe_client_id
-            maybe_secret = form.get("client_secret")
-            if maybe_secret is None:
-                raise _Refused(_invalid_client("no client authentication was provided"))
-            secret = maybe_secret
+    def _find_client(self, client_id: str) -> RegisteredClient | None:
         with self._lock:
-            client = self._clients.get(client_id)
-        # Constant time, as a real server must compare; and what was sent is never echoed.
-        if client is None or not hmac.compare_digest(
-            secret.encode(), client.client_secret.encode()
-        ):
-            raise _Refused(_invalid_client("client authentication failed", basic=basic is not None))
-        return client
+            return self._clients.get(client_id)
 
     def _lifetime_for(self, resource: str | None) -> float:
         return self._resource_token_lifetimes.get(resource, self._token_lifetime)
@@ -461,13 +453,14 @@ class MosaicEmulator:
 
     def _discovery(self, url: httpx.URL) -> dict[str, Any]:
         """The OpenID configuration, with URLs on the host the request was sent to."""
-        base = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        base = _base_url(url)
         return {
             "issuer": self.issuer,
             "token_endpoint": f"{base}/oidc/token",
             "jwks_uri": f"{base}{_JWKS_PATH}",
             "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": list(AUTHENTICATION_METHODS),
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
             "id_token_signing_alg_values_supported": ["RS256"],
         }
 
@@ -481,7 +474,7 @@ class MosaicEmulator:
             if claims is None:
                 self._rejected_api_calls[path] += 1
         if claims is None:
-            return _mosaic_error(401, "Invalid token")
+            return mosaic_error(401, "Invalid token")
         return httpx.Response(
             200,
             json={
@@ -532,47 +525,6 @@ def _read_form(request: httpx.Request) -> dict[str, str] | None:
     return form if len(form) == len(pairs) else None
 
 
-def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
-    """The client ID and secret of an HTTP Basic header; None for no header or another scheme.
-
-    RFC 6749 §2.3.1: both are form-urlencoded before being joined with a colon.
-    """
-    scheme, _, encoded = (authorization or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        raise _Refused(_invalid_client("malformed Basic credentials", basic=True)) from None
-    client_id, colon, secret = decoded.partition(":")
-    if not colon:
-        raise _Refused(_invalid_client("malformed Basic credentials", basic=True))
-    return unquote_plus(client_id), unquote_plus(secret)
-
-
-def _oauth_error(
-    status: int, error: str, description: str, headers: Mapping[str, str] | None = None
-) -> httpx.Response:
-    """An error in the OAuth 2.0 shape (RFC 6749 §5.2)."""
-    return httpx.Response(
-        status, json={"error": error, "error_description": description}, headers=headers
-    )
-
-
-def _invalid_client(description: str, *, basic: bool = False) -> httpx.Response:
-    # RFC 6749 §5.2: a client that tried HTTP Basic gets a challenge for it.
-    headers = {"WWW-Authenticate": 'Basic realm="mosaic"'} if basic else None
-    return _oauth_error(401, "invalid_client", description, headers)
-
-
-def _mosaic_error(status: int, message: str) -> httpx.Response:
-    """An error in Mosaic's own shape."""
-    return httpx.Response(status, json={"message": message, "error_code": status})
-
-
-def _method_not_allowed(allowed: str) -> httpx.Response:
-    return httpx.Response(
-        405,
-        json={"message": "Method Not Allowed", "error_code": 405},
-        headers={"Allow": allowed},
-    )
+def _base_url(url: httpx.URL) -> str:
+    """The scheme and host (with any port) that `url` was sent to."""
+    return f"{url.scheme}://{url.netloc.decode('ascii')}"

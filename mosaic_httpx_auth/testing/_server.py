@@ -1,4 +1,4 @@
-"""Serving the emulator on a local port: uvicorn in a background thread.
+"""Serving the emulator on a local port, over HTTP or HTTPS: uvicorn in a background thread.
 
 uvicorn (the ``emulator`` extra) is imported only when a server starts, so that
 ``mosaic_httpx_auth.testing`` works without it.
@@ -10,11 +10,15 @@ import contextlib
 import logging
 import math
 import socket
+import ssl
+import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._faults import DroppedConnection
+from ._tls import write_server_certificate
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,8 +39,13 @@ class _HideDroppedConnections(logging.Filter):
 
 
 @contextlib.contextmanager
-def serve_locally(app: ASGIApp, *, port: int, shutdown_timeout: float) -> Iterator[str]:
+def serve_locally(
+    app: ASGIApp, *, port: int, shutdown_timeout: float, tls: bool = False
+) -> Iterator[str]:
     """Serve `app` on 127.0.0.1:`port` (0: a free port) until the block exits; yield the base URL.
+
+    With `tls`, serve HTTPS with a new certificate from the test CA of `_tls`, asking clients
+    for a certificate (optional) and passing it to `app` in the ASGI TLS extension.
 
     Raises `RuntimeError` if the server does not start, or does not stop within
     `shutdown_timeout` seconds (in-flight requests get that long to finish).
@@ -55,13 +64,20 @@ def serve_locally(app: ASGIApp, *, port: int, shutdown_timeout: float) -> Iterat
     uvicorn_log = logging.getLogger("uvicorn.error")
     hide_drops = _HideDroppedConnections()
     uvicorn_log.addFilter(hide_drops)
+    # Holds the server's key and certificate while it runs; uvicorn reads them as it starts.
+    certificates = contextlib.ExitStack()
     try:
         listener.bind((_HOST, port))
         listener.listen()
         bound_port = listener.getsockname()[1]
+        protocol_options: dict[str, Any] = {"http": "h11"}
+        if tls:
+            directory = certificates.enter_context(
+                tempfile.TemporaryDirectory(prefix="mosaic-emulator-tls-")
+            )
+            protocol_options.update(_tls_options(Path(directory)))
         config = uvicorn.Config(
             app,
-            http="h11",
             loop="asyncio",
             ws="none",
             lifespan="on",
@@ -70,6 +86,7 @@ def serve_locally(app: ASGIApp, *, port: int, shutdown_timeout: float) -> Iterat
             access_log=False,
             proxy_headers=False,
             timeout_graceful_shutdown=math.ceil(shutdown_timeout),
+            **protocol_options,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(
@@ -81,7 +98,7 @@ def serve_locally(app: ASGIApp, *, port: int, shutdown_timeout: float) -> Iterat
         thread.start()
         try:
             _wait_until_started(server, thread)
-            yield f"http://{_HOST}:{bound_port}"
+            yield f"{'https' if tls else 'http'}://{_HOST}:{bound_port}"
         finally:
             server.should_exit = True
             thread.join(shutdown_timeout + 1.0)
@@ -93,6 +110,26 @@ def serve_locally(app: ASGIApp, *, port: int, shutdown_timeout: float) -> Iterat
     finally:
         listener.close()
         uvicorn_log.removeFilter(hide_drops)
+        certificates.close()
+
+
+def _tls_options(directory: Path) -> dict[str, Any]:
+    """uvicorn options to serve HTTPS for 127.0.0.1 with files made in `directory`, asking
+    for a client certificate and telling the app which one came."""
+    from ._tls_protocol import ClientCertificateProtocol
+
+    files = write_server_certificate(directory)
+    return {
+        # Replaces "h11": the same protocol, which also reads the client's certificate.
+        "http": ClientCertificateProtocol,
+        "ssl_certfile": files.cert_path,
+        "ssl_keyfile": files.key_path,
+        # Optional, so that a client without a certificate reaches the emulator and hears
+        # why it is refused. A certificate must come from the test CA: `ssl` verifies every
+        # certificate it is sent (see `_tls`).
+        "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+        "ssl_ca_certs": files.client_ca_path,
+    }
 
 
 def _wait_until_started(server: uvicorn.Server, thread: threading.Thread) -> None:

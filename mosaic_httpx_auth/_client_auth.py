@@ -1,0 +1,305 @@
+"""Client authentication: how a token request proves which application is asking.
+
+Mosaic apps authenticate with a client secret (in the form body, or HTTP Basic), a signed JWT
+assertion (``private_key_jwt``, RFC 7523), or a TLS client certificate (``tls_client_auth``,
+RFC 8705). Each method adds its parameters to the token request and says which of them are
+secret, so that nothing the server echoes back can leak them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, get_args
+from urllib.parse import quote_plus
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, JWKRegistry, RSAKey
+
+from ._exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+ClientAuthMethod = Literal[
+    "client_secret_post", "client_secret_basic", "private_key_jwt", "tls_client_auth"
+]
+CLIENT_AUTH_METHODS: tuple[str, ...] = get_args(ClientAuthMethod)
+SECRET_METHODS = ("client_secret_post", "client_secret_basic")
+
+PrivateKey = RSAKey | ECKey | dict[str, Any] | str | bytes
+"""A private key: a joserfc key, a JWK dict, or PEM text or bytes."""
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME = 60
+"""Seconds an assertion is valid: long enough for clock skew, short enough to be useless later."""
+
+# The algorithms each key type may sign with; the first is the default.
+_ALGORITHMS = {"RSA": ("RS256", "PS256"), "EC": ("ES256",)}
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequestCredentials:
+    """What a client authentication method adds to one token request."""
+
+    form: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    """Values in the request that must never reach a log or an error message."""
+
+
+class ClientAuthentication:
+    """Authenticates token requests by one method; `credentials()` is called per request."""
+
+    method: ClientAuthMethod
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+
+    def credentials(self, token_url: str) -> TokenRequestCredentials:
+        """The form parameters and headers that authenticate one request to `token_url`."""
+        raise NotImplementedError
+
+
+class ClientSecretPost(ClientAuthentication):
+    """The client secret in the form body: what every Mosaic example does."""
+
+    method = "client_secret_post"
+
+    def __init__(self, client_id: str, client_secret: str) -> None:
+        super().__init__(client_id)
+        self._client_secret = client_secret
+
+    def credentials(self, token_url: str) -> TokenRequestCredentials:
+        return TokenRequestCredentials(
+            form={"client_id": self.client_id, "client_secret": self._client_secret},
+            secrets=(self._client_secret,),
+        )
+
+
+class ClientSecretBasic(ClientAuthentication):
+    """The client secret in an HTTP Basic header; id and secret form-urlencoded first."""
+
+    method = "client_secret_basic"
+
+    def __init__(self, client_id: str, client_secret: str) -> None:
+        super().__init__(client_id)
+        # RFC 6749 §2.3.1: each is form-urlencoded before they are joined and encoded.
+        pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+        self._authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+        self._client_secret = client_secret
+
+    def credentials(self, token_url: str) -> TokenRequestCredentials:
+        return TokenRequestCredentials(
+            form={},
+            headers={"Authorization": self._authorization},
+            secrets=(self._client_secret, self._authorization),
+        )
+
+
+class PrivateKeyJWT(ClientAuthentication):
+    """A JWT assertion signed with the app's private key, fresh for every request."""
+
+    method = "private_key_jwt"
+
+    def __init__(
+        self,
+        client_id: str,
+        private_key: PrivateKey,
+        *,
+        key_id: str | None = None,
+        algorithm: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(client_id)
+        self._key = load_private_key(private_key)
+        allowed = _ALGORITHMS[self._key.key_type]
+        if algorithm is None:
+            # A JWK may say which algorithm it is for; otherwise its type's default.
+            declared = self._key.get("alg")
+            algorithm = (
+                declared if isinstance(declared, str) and declared in allowed else allowed[0]
+            )
+        elif algorithm not in allowed:
+            raise ConfigurationError(
+                f"signing_algorithm {algorithm!r} does not suit a {self._key.key_type} key: "
+                f"use one of {', '.join(allowed)}",
+                setting="signing_algorithm",
+            )
+        self.algorithm = algorithm
+        self.key_id = key_id or self._key.kid or self._key.thumbprint()
+        self._clock = clock
+        # Sign once now, so that a key joserfc cannot use fails here rather than per request.
+        self.assertion("https://example.invalid/oidc/token")
+
+    def assertion(self, audience: str) -> str:
+        """A signed client assertion for the token endpoint `audience`."""
+        now = int(self._clock())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": audience,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+            "jti": secrets.token_urlsafe(16),
+        }
+        header = {"alg": self.algorithm, "kid": self.key_id, "typ": "JWT"}
+        try:
+            return jwt.encode(header, claims, self._key, algorithms=[self.algorithm])
+        except (JoseError, ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                f"private_key cannot sign {self.algorithm} assertions: {type(exc).__name__}",
+                setting="private_key",
+            ) from None
+
+    def credentials(self, token_url: str) -> TokenRequestCredentials:
+        assertion = self.assertion(token_url)
+        return TokenRequestCredentials(
+            form={
+                "client_id": self.client_id,
+                "client_assertion_type": JWT_BEARER,
+                "client_assertion": assertion,
+            },
+            secrets=(assertion,),
+        )
+
+
+class TLSClientAuth(ClientAuthentication):
+    """Only the client id in the form: the TLS client certificate authenticates the app."""
+
+    method = "tls_client_auth"
+
+    def credentials(self, token_url: str) -> TokenRequestCredentials:
+        return TokenRequestCredentials(form={"client_id": self.client_id})
+
+
+def client_authentication(
+    client_id: str,
+    *,
+    method: str | None,
+    client_secret: str | None,
+    private_key: PrivateKey | None,
+    key_id: str | None,
+    signing_algorithm: str | None,
+    has_http_client: bool,
+    clock: Callable[[], float],
+) -> ClientAuthentication:
+    """The authentication `MosaicAuth`'s arguments ask for, or a `ConfigurationError` saying why
+    they don't fit together. Without a `method`, a private key means ``private_key_jwt`` and
+    anything else ``client_secret_post``."""
+    if method is None:
+        method = "private_key_jwt" if private_key is not None else "client_secret_post"
+    if method not in CLIENT_AUTH_METHODS:
+        raise ConfigurationError(
+            f"client_auth {method!r} is not one of {', '.join(CLIENT_AUTH_METHODS)}",
+            setting="client_auth",
+        )
+    if client_secret is not None and private_key is not None:
+        raise ConfigurationError(
+            "give client_secret or private_key, not both", setting="private_key"
+        )
+    if method in SECRET_METHODS:
+        if private_key is not None:
+            raise ConfigurationError(
+                f"client_auth {method!r} uses client_secret, not private_key",
+                setting="private_key",
+            )
+        if not isinstance(client_secret, str) or not client_secret:
+            raise ConfigurationError(
+                f"client_auth {method!r} needs client_secret, a non-empty string",
+                setting="client_secret",
+            )
+        if method == "client_secret_basic":
+            return ClientSecretBasic(client_id, client_secret)
+        return ClientSecretPost(client_id, client_secret)
+    if client_secret is not None:
+        raise ConfigurationError(
+            f"client_auth {method!r} does not use client_secret", setting="client_secret"
+        )
+    if method == "private_key_jwt":
+        if private_key is None:
+            raise ConfigurationError(
+                "client_auth 'private_key_jwt' needs private_key", setting="private_key"
+            )
+        return PrivateKeyJWT(
+            client_id, private_key, key_id=key_id, algorithm=signing_algorithm, clock=clock
+        )
+    if private_key is not None:
+        raise ConfigurationError(
+            "client_auth 'tls_client_auth' does not use private_key", setting="private_key"
+        )
+    if not has_http_client:
+        raise ConfigurationError(
+            "client_auth 'tls_client_auth' needs an http_client that presents the client "
+            "certificate: httpx.AsyncClient(verify=context), after "
+            "context.load_cert_chain(cert_file, key_file)",
+            setting="http_client",
+        )
+    return TLSClientAuth(client_id)
+
+
+def load_private_key(private_key: PrivateKey) -> RSAKey | ECKey:
+    """A private RSA or EC key from a joserfc key, a JWK dict, or PEM text or bytes."""
+    key: Any = private_key
+    if isinstance(private_key, (str, bytes)):
+        text = (
+            private_key.decode("utf-8", "replace")
+            if isinstance(private_key, bytes)
+            else private_key
+        )
+        key = (
+            _import_jwk(_json_object(text)) if text.lstrip().startswith("{") else _import_pem(text)
+        )
+    elif isinstance(private_key, dict):
+        key = _import_jwk(private_key)
+    if not isinstance(key, (RSAKey, ECKey)):
+        raise ConfigurationError(
+            "private_key must be an RSA or EC key (a joserfc key, a JWK dict, or PEM)",
+            setting="private_key",
+        )
+    if not key.is_private:
+        raise ConfigurationError(
+            "private_key is a public key: it cannot sign", setting="private_key"
+        )
+    if isinstance(key, ECKey) and key.curve_name != "P-256":
+        raise ConfigurationError(
+            f"private_key is an EC key on {key.curve_name}: ES256 needs P-256",
+            setting="private_key",
+        )
+    return key
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigurationError(
+            "private_key is not valid JWK JSON", setting="private_key"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigurationError("private_key is not a JWK object", setting="private_key")
+    return value
+
+
+def _import_jwk(jwk: dict[str, Any]) -> Any:
+    try:
+        return JWKRegistry.import_key(jwk)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigurationError(
+            f"private_key is not a usable JWK: {type(exc).__name__}", setting="private_key"
+        ) from None
+
+
+def _import_pem(pem: str) -> RSAKey | ECKey:
+    for key_type in (RSAKey, ECKey):
+        try:
+            return key_type.import_key(pem)
+        except (JoseError, ValueError, TypeError):
+            continue
+    raise ConfigurationError(
+        "private_key is not a PEM RSA or EC key that can be read", setting="private_key"
+    )

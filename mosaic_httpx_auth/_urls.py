@@ -1,0 +1,38 @@
+"""The URLs MosaicAuth is given: checked once, and the token URL worked out from the region."""
+
+from __future__ import annotations
+
+import httpx
+
+from ._exceptions import ConfigurationError
+from ._security import allows_credentials, insecure_transport
+from ._services import REGION_HOSTS, TOKEN_PATH
+
+
+def absolute_url(text: str, *, setting: str) -> httpx.URL:
+    """`text` as an absolute http(s) URL, or a ConfigurationError naming `setting`."""
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"{setting}: {text!r} is not a URL", setting=setting) from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"{setting}: {text!r} is not an absolute http(s) URL", setting=setting
+        )
+    return url
+
+
+def mosaic_urls(region: str, base_url: str | None, token_url: str | None) -> tuple[str, str]:
+    """The API base URL and token URL: `token_url` wins over `base_url`, which wins over
+    `region`. Credentials may go to the token URL only over HTTPS (or to loopback)."""
+    if region not in REGION_HOSTS:
+        raise ConfigurationError(
+            f"region {region!r} is not one of {', '.join(REGION_HOSTS)}", setting="region"
+        )
+    if base_url is None:
+        base_url = REGION_HOSTS[region]
+    base_url = str(absolute_url(base_url, setting="base_url")).rstrip("/")
+    token = absolute_url(token_url or base_url + TOKEN_PATH, setting="token_url")
+    if not allows_credentials(token):
+        raise insecure_transport(token, "client credentials", setting="token_url")
+    return base_url, str(token)
