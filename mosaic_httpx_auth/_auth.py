@@ -84,8 +84,8 @@ class MosaicAuth(httpx.Auth):
         http_client: The client for token requests. Its owner closes it; without one,
             `MosaicAuth` opens its own and closes it in `aclose()`.
         cache: A `TokenCache` to share tokens with other `MosaicAuth` instances.
-        on_event: Called with an `AuthEvent` for each token fetch, failed attempt, failed
-            refresh and 401 retry: a place to feed metrics or traces.
+        on_event: Called with an `AuthEvent` for each token fetch, failed attempt, refresh,
+            failed refresh and 401 retry: a place to feed metrics or traces.
         clock: Returns the current time in seconds since the epoch; for tests.
     """
 

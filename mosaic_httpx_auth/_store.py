@@ -157,6 +157,14 @@ class TokenStore:
                 )
                 return
             self._telemetry.refreshes += 1
+            remaining = entry.usable_until - self._clock()
+            self._telemetry.emit(
+                AuthEvent("token_refreshed", resource),
+                logging.INFO,
+                "refreshed the token for resource %r ahead of expiry (%.0f s were left)",
+                resource,
+                remaining,
+            )
             await self._keep(resource, token)
 
     async def _refresh_in_background(self, resource: str | None, entry: _Entry) -> None:

@@ -14,6 +14,7 @@ logger = logging.getLogger("mosaic_httpx_auth")
 EventName = Literal[
     "token_fetched",
     "token_request_failed",
+    "token_refreshed",
     "token_refresh_failed",
     "unauthorized_retry",
 ]
@@ -28,6 +29,7 @@ class AuthEvent:
     - ``token_fetched``: a token request succeeded; `duration` covers every attempt.
     - ``token_request_failed``: one attempt failed; `retry_in` is the wait before the next
       attempt, None when the fetch gives up.
+    - ``token_refreshed``: a token was replaced ahead of its expiry, while still in use.
     - ``token_refresh_failed``: refreshing a still-valid token failed, which stays in use.
     - ``unauthorized_retry``: the API answered 401 and the request is retried once.
     """

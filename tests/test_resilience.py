@@ -272,7 +272,8 @@ async def test_the_refresher_gets_the_new_token(
     emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
 ) -> None:
     """The caller that refreshes a stale token gets the new one, which is then served fresh."""
-    auth = emulator.auth(client, clock=clock)
+    events: list[AuthEvent] = []
+    auth = emulator.auth(client, clock=clock, on_event=events.append)
     old = await auth.get_token()
     clock.advance(3600 - 60 - 100)
     new = await auth.get_token()
@@ -280,6 +281,7 @@ async def test_the_refresher_gets_the_new_token(
     assert new.expires_at > old.expires_at
     assert await auth.get_token() is new
     assert auth.stats().refreshes == 1
+    assert [event.name for event in events] == ["token_fetched", "token_fetched", "token_refreshed"]
 
 
 async def test_inside_async_with_no_caller_waits_for_a_refresh(
