@@ -18,7 +18,7 @@ from ._environment import EnvironmentSettings
 from ._exceptions import ConfigurationError, UnsupportedClientError
 from ._retry import RetryPolicy
 from ._routing import ResourceRouter
-from ._security import allows_credentials, insecure_transport
+from ._security import api_origins, foreign_host, origin
 from ._services import DEFAULT_REGION
 from ._store import TokenStore
 from ._telemetry import AuthEvent, Telemetry
@@ -129,6 +129,8 @@ class MosaicAuth(httpx.Auth):
             )
         self.base_url, token_url = mosaic_urls(region, base_url, token_url)
         self._router = ResourceRouter(resource, resources, base_url=self.base_url)
+        # Tokens go to the Mosaic hosts configured, and nowhere else a shared client calls.
+        self._api_origins = api_origins(self.base_url, self._router.prefixes)
         self._telemetry = Telemetry(on_event)
         self._store = TokenStore(
             TokenEndpoint(
@@ -193,8 +195,8 @@ class MosaicAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Set the bearer token, send, and on a 401 retry once with a new token."""
-        if request.url.scheme != "https" and not allows_credentials(request.url):
-            raise insecure_transport(request.url, "a bearer token")
+        if origin(request.url) not in self._api_origins:
+            raise foreign_host(request.url)
         resource = self._router.resource_for(request.url)
         store = self._store
         token = store.cached(resource) or await store.get(resource)
@@ -264,10 +266,10 @@ class MosaicAuth(httpx.Auth):
             if task_group is not None:
                 task_group.cancel_scope.cancel()
                 await task_group.__aexit__(exc_type, exc, traceback)
-        except BaseExceptionGroup as group:
-            # Background refreshes never raise, so the group wraps the block's own exception:
-            # let that propagate as it was raised.
-            if exc is None or list(group.exceptions) != [exc]:
+        except BaseExceptionGroup:
+            # Background refreshes never raise, so the group only wraps the block's own
+            # exception (trio may wrap a copy): let that propagate as it was raised.
+            if exc is None:
                 raise
         finally:
             await self.aclose()

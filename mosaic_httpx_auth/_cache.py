@@ -22,9 +22,11 @@ class CacheKey:
 class TokenCache(Protocol):
     """A cache of tokens that several `MosaicAuth` instances, or processes, can share.
 
-    Every `MosaicAuth` keeps the tokens it uses in memory; a `TokenCache` sits behind that and is
-    asked only when the in-memory token is missing or no longer usable, under the store's
-    single-flight lock. A cache returns what it has, usable or not: the store decides.
+    Every `MosaicAuth` keeps the tokens it uses in memory; a `TokenCache` sits behind that. It is
+    read by the one fetch or refresh under way for a resource, before asking the token
+    endpoint; written with each new token; told to discard a token an API refused. A cache
+    returns what it has, usable or not: the store decides. A cache that raises is logged and
+    bypassed, so an outage never fails requests.
     """
 
     async def get(self, key: CacheKey) -> AccessToken | None:

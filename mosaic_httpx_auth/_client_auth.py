@@ -46,9 +46,9 @@ _ALGORITHMS = {"RSA": ("RS256", "PS256"), "EC": ("ES256",)}
 class TokenRequestCredentials:
     """What a client authentication method adds to one token request."""
 
-    form: dict[str, str]
-    headers: dict[str, str] = field(default_factory=dict)
-    secrets: tuple[str, ...] = ()
+    form: dict[str, str] = field(repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     """Values in the request that must never reach a log or an error message."""
 
 

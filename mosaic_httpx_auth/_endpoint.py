@@ -53,13 +53,17 @@ class TokenEndpoint:
     def __repr__(self) -> str:
         return f"TokenEndpoint(token_url={self.token_url!r}, client_id={self.client_id!r})"
 
-    async def request_token(self, resource: str | None) -> AccessToken:
+    async def request_token(
+        self, resource: str | None, *, max_attempts: int | None = None
+    ) -> AccessToken:
         """Request a new token for `resource`, retrying what may pass; raise `TokenRequestError`.
 
-        Connection failures, timeouts, 5xx and 429 are retried up to the policy's
-        `max_attempts`, after a ``Retry-After`` wait or else a jittered backoff. A
+        Connection failures, timeouts, 5xx and 429 are retried up to `max_attempts` (by
+        default the policy's), after a ``Retry-After`` wait or else a jittered backoff. A
         ``Retry-After`` longer than `max_retry_after` fails the fetch at once.
         """
+        if max_attempts is None:
+            max_attempts = self.retry.max_attempts
         telemetry = self._telemetry
         started = self._clock()
         attempt = 1
@@ -69,7 +73,7 @@ class TokenEndpoint:
                 token = await self._attempt(resource)
             except TokenRequestError as error:
                 telemetry.token_errors += 1
-                retry_in = self._retry_in(error, attempt)
+                retry_in = self._retry_in(error, attempt, max_attempts)
                 telemetry.emit(
                     AuthEvent(
                         "token_request_failed",
@@ -104,9 +108,9 @@ class TokenEndpoint:
             )
             return token
 
-    def _retry_in(self, error: TokenRequestError, attempt: int) -> float | None:
+    def _retry_in(self, error: TokenRequestError, attempt: int, max_attempts: int) -> float | None:
         """Seconds to wait before the next attempt, or None to give up with `error`."""
-        if attempt >= self.retry.max_attempts or not is_retryable(error):
+        if attempt >= max_attempts or not is_retryable(error):
             return None
         if error.retry_after is None:
             return self.retry.delay(attempt)
@@ -124,13 +128,15 @@ class TokenEndpoint:
         requested_at = self._clock()
         timeout = self.retry.timeout
         try:
+            # httpx's own timeouts (5 s by default) bound each phase; ours bounds the whole.
             with anyio.fail_after(timeout):
                 response = await self._client().post(
                     self.token_url,
                     data=form,
                     headers={"Accept": "application/json", **credentials.headers},
+                    timeout=timeout,
                 )
-        except TimeoutError as exc:
+        except (TimeoutError, httpx.TimeoutException) as exc:
             raise TokenRequestError(
                 f"the token endpoint {self.token_url} did not answer within {timeout:g} s "
                 f"for resource {resource!r}",

@@ -47,17 +47,20 @@ class EnvironmentSettings:
                 )
             self.arguments["private_key"] = _read_key_file(environ[PRIVATE_KEY_FILE])
             self.sources["private_key"] = PRIVATE_KEY_FILE
-        if "client_secret" in self.sources and "private_key" in self.sources:
-            raise ConfigurationError(
-                f"set MOSAIC_CLIENT_SECRET or {self.sources['private_key']}, not both: "
-                "an app authenticates with a secret or with a key",
-                setting="private_key",
-            )
         for argument in overrides:
             self.sources.pop(argument, None)
         self.arguments.update(overrides)
         if not self.arguments.get("client_id"):
             raise ConfigurationError("set MOSAIC_CLIENT_ID in the environment", setting="client_id")
+        if self.arguments.get("client_secret") and self.arguments.get("private_key"):
+            raise ConfigurationError(
+                f"set {self._origin('client_secret')} or {self._origin('private_key')}, not "
+                "both: an app authenticates with a secret or with a key",
+                setting="private_key",
+            )
+
+    def _origin(self, argument: str) -> str:
+        return self.sources.get(argument, f"the {argument} argument")
 
     def explain(self, error: ConfigurationError) -> ConfigurationError:
         """`error` from `MosaicAuth(**arguments)`, reworded to name the variable to fix."""

@@ -35,6 +35,11 @@ class ResourceRouter:
         ]
         self._routes = sorted(routes, key=lambda route: len(route[0]), reverse=True)
 
+    @property
+    def prefixes(self) -> list[str]:
+        """The URL prefixes routed, normalised."""
+        return [prefix for prefix, _ in self._routes]
+
     def resource_for(self, url: httpx.URL) -> str | None:
         """The resource whose token a request to `url` must carry."""
         if not self._routes:

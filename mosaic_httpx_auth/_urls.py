@@ -19,6 +19,11 @@ def absolute_url(text: str, *, setting: str) -> httpx.URL:
         raise ConfigurationError(
             f"{setting}: {text!r} is not an absolute http(s) URL", setting=setting
         )
+    if url.userinfo:
+        # It would show in reprs, logs and errors: credentials have arguments of their own.
+        raise ConfigurationError(
+            f"{setting}: the URL must not carry a user name or password", setting=setting
+        )
     return url
 
 
@@ -32,7 +37,8 @@ def mosaic_urls(region: str, base_url: str | None, token_url: str | None) -> tup
     if base_url is None:
         base_url = REGION_HOSTS[region]
     base_url = str(absolute_url(base_url, setting="base_url")).rstrip("/")
-    token = absolute_url(token_url or base_url + TOKEN_PATH, setting="token_url")
+    setting = "token_url" if token_url else "base_url"
+    token = absolute_url(token_url or base_url + TOKEN_PATH, setting=setting)
     if not allows_credentials(token):
-        raise insecure_transport(token, "client credentials", setting="token_url")
+        raise insecure_transport(token, "client credentials", setting=setting)
     return base_url, str(token)

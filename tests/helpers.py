@@ -64,6 +64,8 @@ class FakeMosaic:
         self.valid_tokens: set[str] = set()
         self.queued_responses: list[httpx.Response] = []
         self.gate: anyio.Event | None = None
+        self.latency = 0.0
+        """Seconds each token request takes, on the fake clock."""
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -100,6 +102,7 @@ class FakeMosaic:
         self.forms.append(form)
         resource = form.get("resource")
         self.token_requests[resource] += 1
+        self.clock.advance(self.latency)
         if self.gate is not None:
             await self.gate.wait()
         if self.queued_responses:

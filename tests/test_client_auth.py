@@ -17,6 +17,7 @@ from mosaic_httpx_auth import (
     REGION_HOSTS,
     ConfigurationError,
     MosaicAuth,
+    TokenRequestError,
     generate_signing_key,
 )
 from mosaic_httpx_auth._cli import main
@@ -263,3 +264,29 @@ def test_keygen_never_overwrites_a_key(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["keygen", str(path)]) == 2
     assert path.read_bytes() == b"old key"
     assert "File exists" in capsys.readouterr().err
+
+
+async def test_an_echoed_assertion_is_redacted_from_errors() -> None:
+    """A refusal that repeats the client assertion does not carry it into the error."""
+    assertions: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assertion = dict(parse_qsl(request.content.decode()))["client_assertion"]
+        assertions.append(assertion)
+        body = {"error": "invalid_client", "error_description": f"bad assertion {assertion}"}
+        return httpx.Response(401, json=body)
+
+    http_client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    auth = MosaicAuth(CLIENT_ID, private_key=RSA.private_key_pem, http_client=http_client)
+    with pytest.raises(TokenRequestError) as caught:
+        await auth.get_token()
+    assert caught.value.error_description == "bad assertion [secret]"
+    assert assertions[0] not in str(caught.value)
+
+
+def test_token_request_credentials_hide_secrets_in_their_repr() -> None:
+    """The credentials a method adds to a request never show in a repr (e.g. in tracebacks)."""
+    auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, client_auth="client_secret_basic")
+    credentials = auth._store.endpoint.client_auth.credentials(auth.token_url)
+    assert CLIENT_SECRET not in repr(credentials)
+    assert credentials.headers["Authorization"] not in repr(credentials)

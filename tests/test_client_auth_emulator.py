@@ -100,7 +100,7 @@ async def test_tls_client_auth_over_mutual_tls(emulator: MosaicEmulator, tmp_pat
         ):
             http.auth = emulator.auth(
                 client,
-                token_url=f"{base_url}/oidc/token",
+                base_url=base_url,
                 http_client=token_client,
                 resource=RISK_RESOURCE,
             )
@@ -118,9 +118,7 @@ async def test_tls_client_auth_with_another_certificate_is_refused(
     client = emulator.register_client(certificate_sha256=registered.sha256)
     with emulator.serve(tls=True) as base_url:
         async with httpx.AsyncClient(verify=client_ssl_context(other)) as token_client:
-            auth = emulator.auth(
-                client, token_url=f"{base_url}/oidc/token", http_client=token_client
-            )
+            auth = emulator.auth(client, base_url=base_url, http_client=token_client)
             with pytest.raises(TokenRequestError) as caught:
                 await auth.get_token()
     assert (caught.value.status_code, caught.value.error) == (401, "invalid_client")

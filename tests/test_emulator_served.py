@@ -158,7 +158,7 @@ async def test_served_emulator_works_with_mosaic_auth_over_a_socket(
         auth = MosaicAuth(
             client.client_id,
             client.client_secret,
-            token_url=f"{base_url}/oidc/token",
+            base_url=base_url,
             resource=RISK,
             http_client=token_client,
         )

@@ -200,3 +200,28 @@ def test_endpoint_repr_hides_the_secret() -> None:
     text = repr(endpoint_answering(lambda request: httpx.Response(500)))
     assert CLIENT_ID in text
     assert CLIENT_SECRET not in text
+
+
+async def test_each_attempt_gets_the_configured_timeout_not_httpx_default() -> None:
+    """The token request carries `timeout` as its httpx timeout, so httpx's 5 s default
+    neither cuts a longer one short nor outlives a shorter one."""
+    seen: list[dict[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200, json={"access_token": "t", "expires_in": 60})
+
+    endpoint = endpoint_answering(handler)
+    endpoint.retry = RetryPolicy(timeout=30.0)
+    await endpoint.request_token(None)
+    assert seen == [{"connect": 30.0, "read": 30.0, "write": 30.0, "pool": 30.0}]
+
+
+async def test_an_httpx_timeout_is_reported_as_one() -> None:
+    """A read timeout raised by httpx says the endpoint did not answer in time."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with pytest.raises(TokenRequestError, match="did not answer within 10 s"):
+        await endpoint_answering(handler).request_token(None)

@@ -159,3 +159,26 @@ def test_an_unreadable_key_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv(PRIVATE_KEY_FILE, str(tmp_path / "missing.pem"))
     with pytest.raises(ConfigurationError, match=f"{PRIVATE_KEY_FILE}: cannot read .*missing.pem"):
         MosaicAuth.from_env()
+
+
+def test_an_insecure_base_url_names_mosaic_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain-HTTP MOSAIC_BASE_URL is reported as that variable, not MOSAIC_TOKEN_URL."""
+    setenv(monkeypatch, CLIENT_ID=CLIENT_ID, CLIENT_SECRET=CLIENT_SECRET, BASE_URL="http://x.io")
+    with pytest.raises(ConfigurationError, match=r"^check MOSAIC_BASE_URL: refusing"):
+        MosaicAuth.from_env()
+
+
+def test_a_secret_and_a_key_override_are_named_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key passed to from_env while MOSAIC_CLIENT_SECRET is set names both sources."""
+    setenv(monkeypatch, CLIENT_ID=CLIENT_ID, CLIENT_SECRET=CLIENT_SECRET)
+    with pytest.raises(
+        ConfigurationError, match="set MOSAIC_CLIENT_SECRET or the private_key argument, not both"
+    ):
+        MosaicAuth.from_env(private_key=KEY.private_key_pem)
+
+
+async def test_an_override_can_clear_a_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """from_env(client_secret=None) drops MOSAIC_CLIENT_SECRET, so a key can be used instead."""
+    setenv(monkeypatch, CLIENT_ID=CLIENT_ID, CLIENT_SECRET=CLIENT_SECRET)
+    async with MosaicAuth.from_env(client_secret=None, private_key=KEY.private_key_pem) as auth:
+        assert "client_auth='private_key_jwt'" in repr(auth)

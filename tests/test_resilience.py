@@ -7,6 +7,7 @@ dropped connections and garbage bodies.
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -27,12 +28,15 @@ from mosaic_httpx_auth._endpoint import TokenEndpoint
 from mosaic_httpx_auth._retry import MAX_BACKOFF, RetryPolicy, retry_after_seconds
 from mosaic_httpx_auth.testing import MosaicEmulator
 
-from .helpers import RISK, START, TOKEN_URL, FakeClock
+from .helpers import RISK, START, TOKEN_URL, FakeClock, FakeMosaic
 
 if TYPE_CHECKING:
     from joserfc.jwk import RSAKey
 
     from mosaic_httpx_auth.testing import RegisteredClient
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -511,3 +515,85 @@ async def test_nothing_secret_reaches_logs_reprs_or_errors(
         assert client.client_secret not in text
         for token in tokens:
             assert token not in text
+
+
+async def test_a_refresh_is_one_attempt_that_never_keeps_the_caller_waiting(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """The caller that refreshes a stale token makes one attempt, without retries or waits,
+    and gets the still-valid token when it fails."""
+    auth = emulator.auth(client, clock=clock, max_attempts=3)
+    old = await auth.get_token()
+    clock.advance(3600 - 60 - 100)
+    emulator.fail_next_token_requests(status=503, headers={"Retry-After": "1"}, count=3)
+    with anyio.fail_after(0.5):  # a guard only: a retry would wait 1 s
+        assert await auth.get_token() is old
+    assert emulator.token_requests == {None: 2}
+
+
+async def test_stale_if_error_honours_retry_after(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """A refresh refused with Retry-After is not tried again before that time."""
+    auth = emulator.auth(client, clock=clock)
+    old = await auth.get_token()
+    clock.advance(3600 - 60 - 250)
+    emulator.fail_next_token_requests(status=429, headers={"Retry-After": "60"})
+    assert await auth.get_token() is old
+    clock.advance(59)
+    assert await auth.get_token() is old
+    assert emulator.token_requests == {None: 2}
+    clock.advance(1)
+    assert await auth.get_token() is not old
+    assert emulator.token_requests == {None: 3}
+
+
+async def test_the_pause_after_a_failed_refresh_counts_from_its_end(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """A refresh that takes 10 s to fail is next tried 5 s after it failed, not after it began."""
+    auth = mosaic.auth()
+    old = await auth.get_token()
+    clock.advance(3600 - 60 - 100)
+    mosaic.latency = 10
+    mosaic.queued_responses += [httpx.Response(503), httpx.Response(503)]
+    assert await auth.get_token() is old
+    clock.advance(4.9)
+    assert await auth.get_token() is old
+    assert mosaic.token_requests[None] == 2
+    clock.advance(0.1)
+    assert await auth.get_token() is old
+    assert mosaic.token_requests[None] == 3
+
+
+async def test_a_background_refresh_that_breaks_does_not_break_the_block(
+    emulator: MosaicEmulator,
+    client: RegisteredClient,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected error in a background refresh is logged; the `async with` block goes on."""
+    async with emulator.auth(client, clock=clock) as auth:
+        old = await auth.get_token()
+        clock.advance(3600 - 60 - 100)
+
+        async def broken(resource: str | None, *, max_attempts: int | None = None) -> AccessToken:
+            raise RuntimeError("bug")
+
+        monkeypatch.setattr(auth._store.endpoint, "request_token", broken)
+        assert await auth.get_token() is old
+        await anyio.wait_all_tasks_blocked()
+        assert await auth.get_token() is old
+    assert "refreshing the token for resource None failed" in caplog.text
+
+
+async def test_an_exception_group_from_the_block_comes_out_as_itself(
+    emulator: MosaicEmulator, client: RegisteredClient
+) -> None:
+    """An ExceptionGroup raised inside `async with auth` is not wrapped in another group."""
+    group = BaseExceptionGroup("mine", [ValueError("a")])
+    with pytest.raises(BaseExceptionGroup) as caught:
+        async with emulator.auth(client):
+            raise group
+    assert caught.value is group

@@ -89,9 +89,7 @@ def server() -> Iterator[_Mosaic]:
 
 async def test_concurrent_requests_over_loopback_share_one_token(server: _Mosaic) -> None:
     """Over real sockets, 50 concurrent calls succeed on a single token request."""
-    auth = MosaicAuth(
-        CLIENT_ID, CLIENT_SECRET, token_url=f"{server.base_url}/oidc/token", resource=RISK
-    )
+    auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, base_url=server.base_url, resource=RISK)
     statuses: list[int] = []
     async with auth, httpx.AsyncClient(auth=auth, base_url=server.base_url) as client:
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import Any
+
 import pytest
 
-from mosaic_httpx_auth import InsecureTransportError, MosaicAuth
+from mosaic_httpx_auth import ConfigurationError, InsecureTransportError, MosaicAuth
 from mosaic_httpx_auth._security import is_loopback
 
-from .helpers import CLIENT_ID, CLIENT_SECRET, FakeClock, FakeMosaic
+from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, FakeClock, FakeMosaic
 
 pytestmark = pytest.mark.anyio
 
@@ -49,9 +50,39 @@ async def test_no_bearer_token_is_attached_to_a_plain_http_request() -> None:
 async def test_a_plain_http_request_to_loopback_gets_its_token() -> None:
     """Plain HTTP to a loopback address carries the token, as the local emulator needs."""
     mosaic = FakeMosaic(FakeClock())
-    async with mosaic.api_client(mosaic.auth()) as client:
+    async with mosaic.api_client(mosaic.auth(base_url="http://127.0.0.1:8000")) as client:
         response = await client.get("http://127.0.0.1:8000/cis/v1/users")
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://third-party.example/webhook",
+        "https://api.eu.transmitsecurity.io/cis/v1/users",  # another region than configured
+        "https://api.transmitsecurity.io:8443/cis/v1/users",  # another port
+    ],
+)
+async def test_no_token_goes_to_a_host_that_is_not_a_configured_mosaic_api(url: str) -> None:
+    """A shared client's request to another origin is refused before a token is fetched."""
+    mosaic = FakeMosaic(FakeClock())
+    async with mosaic.api_client(mosaic.auth()) as client:
+        with pytest.raises(InsecureTransportError, match="neither base_url nor a resources"):
+            await client.get(url)
+        # Sent without auth, it goes through untouched.
+        response = await client.get(url, auth=None)
+    assert "Authorization" not in response.request.headers
+    assert mosaic.token_requests == {}
+
+
+async def test_resources_prefixes_add_their_hosts() -> None:
+    """A host named in `resources` receives tokens as well as base_url does."""
+    mosaic = FakeMosaic(FakeClock())
+    auth = mosaic.auth(resources={"https://api.eu.transmitsecurity.io/risk": RISK})
+    async with mosaic.api_client(auth) as client:
+        eu = await client.get("https://api.eu.transmitsecurity.io/risk/v1/x")
+        us = await client.get("https://api.transmitsecurity.io/cis/v1/users")
+    assert (eu.json()["aud"], us.json()["aud"]) == (RISK, "userid-api")
 
 
 @pytest.mark.parametrize(
@@ -81,8 +112,35 @@ def test_the_insecure_transport_error_names_no_secret() -> None:
     assert "example.com" in str(caught.value)
 
 
-def test_httpx_url_is_what_the_check_reads() -> None:
-    """The check reads httpx's parsed host, so userinfo tricks don't pass as loopback."""
-    with pytest.raises(InsecureTransportError):
-        MosaicAuth(CLIENT_ID, CLIENT_SECRET, token_url="http://127.0.0.1@evil.example/token")
-    assert httpx.URL("http://127.0.0.1@evil.example/token").host == "evil.example"
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"token_url": "http://127.0.0.1@evil.example/token"},
+        {"token_url": "https://user:password@api.transmitsecurity.io/oidc/token"},
+        {"base_url": "https://user:password@api.transmitsecurity.io"},
+    ],
+)
+def test_urls_carrying_credentials_are_refused(options: dict[str, Any]) -> None:
+    """A URL with a user name or password is refused, so it never shows in a repr or log,
+    and `user@host` tricks cannot pass for loopback."""
+    with pytest.raises(ConfigurationError, match="user name or password") as caught:
+        MosaicAuth(CLIENT_ID, CLIENT_SECRET, **options)
+    assert "password" not in str(caught.value).replace("user name or password", "")
+
+
+@pytest.mark.parametrize(
+    ("options", "setting"),
+    [
+        ({"base_url": "http://api.example.com"}, "base_url"),
+        (
+            {"token_url": "https://id.example.com/token", "base_url": "http://api.example.com"},
+            "base_url",
+        ),
+        ({"resources": {"http://api.example.com/risk": RISK}}, "resources"),
+    ],
+)
+def test_api_hosts_must_be_https_too(options: dict[str, object], setting: str) -> None:
+    """Plain-HTTP API hosts (base_url, resources prefixes) are refused: tokens would go there."""
+    with pytest.raises(InsecureTransportError) as caught:
+        MosaicAuth(CLIENT_ID, CLIENT_SECRET, **options)  # type: ignore[arg-type]
+    assert caught.value.setting == setting
