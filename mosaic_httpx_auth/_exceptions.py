@@ -31,7 +31,8 @@ class ConfigurationError(MosaicAuthError, ValueError):
 
 
 class InsecureTransportError(ConfigurationError):
-    """Raised when a token or secret would travel over plain HTTP to a host that is not loopback."""
+    """Raised when a token or secret would travel over plain HTTP to a host that is not
+    loopback, or a token to a host that is not one of the Mosaic APIs configured."""
 
 
 class UnsupportedClientError(MosaicAuthError, TypeError):
