@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -142,6 +142,18 @@ def _emulator(arguments: argparse.Namespace) -> int:
         print(f"  export MOSAIC_BASE_URL={base_url}")
         print(f"Resources: {RISK_RESOURCE} (/risk/...), {VERIFY_RESOURCE} (/verify/...)")
         sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        _wait_for_stop_signal()
     return 0
+
+
+def _wait_for_stop_signal() -> None:
+    """Block until SIGINT (Ctrl+C) or SIGTERM.
+
+    Handlers are installed explicitly: a process started in the background inherits SIGINT
+    ignored, and would otherwise never stop on it.
+    """
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda number, frame: stop.set())
+    while not stop.wait(0.2):
+        pass

@@ -85,14 +85,18 @@ def test_a_refused_token_request_exits_1_without_the_secret(
     assert "wrong-secret-value" not in captured.err + captured.out
 
 
-def test_emulator_command_serves_until_interrupted() -> None:
-    """`emulator` serves on loopback, prints working settings, and stops cleanly on Ctrl+C."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_emulator_command_serves_until_interrupted(stop_signal: signal.Signals) -> None:
+    """`emulator` serves on loopback, prints working settings, and stops cleanly on Ctrl+C or
+    SIGTERM, even when started with SIGINT ignored (as background jobs are)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
     with subprocess.Popen(
         [sys.executable, "-m", "mosaic_httpx_auth", "emulator", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         env=environment,
+        # As a background job of a non-interactive shell would be started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     ) as server:
         try:
             assert server.stdout is not None
@@ -111,5 +115,8 @@ def test_emulator_command_serves_until_interrupted() -> None:
             )
             assert json.loads(token.stdout)["sub"] == settings["MOSAIC_CLIENT_ID"]
         finally:
-            server.send_signal(signal.SIGINT)
-            assert server.wait(timeout=15) == 0
+            server.send_signal(stop_signal)
+            try:
+                assert server.wait(timeout=15) == 0
+            finally:
+                server.kill()  # a no-op once it has exited; never leaves the run hanging
