@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-    from anyio.abc import TaskGroup
-
     from ._cache import TokenCache
     from ._client_auth import ClientAuthMethod, PrivateKey
     from ._telemetry import AuthStats
@@ -161,7 +159,6 @@ class MosaicAuth(httpx.Auth):
             telemetry=self._telemetry,
             cache=cache,
         )
-        self._task_group: TaskGroup | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> MosaicAuth:
@@ -246,11 +243,11 @@ class MosaicAuth(httpx.Auth):
 
     async def __aenter__(self) -> MosaicAuth:
         """Start refreshing tokens in the background until the block exits."""
-        if self._task_group is not None:
+        if self._store.task_group is not None:
             raise ConfigurationError("this MosaicAuth is already entered with `async with`")
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
-        self._task_group = self._store.task_group = task_group
+        self._store.task_group = task_group
         return self
 
     async def __aexit__(
@@ -260,8 +257,7 @@ class MosaicAuth(httpx.Auth):
         traceback: TracebackType | None,
     ) -> None:
         """Stop background refreshes and close the token client, unless the caller owns it."""
-        task_group, self._task_group = self._task_group, None
-        self._store.task_group = None
+        task_group, self._store.task_group = self._store.task_group, None
         try:
             if task_group is not None:
                 task_group.cancel_scope.cancel()

@@ -13,16 +13,17 @@ def absolute_url(text: str, *, setting: str) -> httpx.URL:
     """`text` as an absolute http(s) URL, or a ConfigurationError naming `setting`."""
     try:
         url = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"{setting}: {text!r} is not a URL", setting=setting) from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(
-            f"{setting}: {text!r} is not an absolute http(s) URL", setting=setting
-        )
+    except (httpx.InvalidURL, TypeError):
+        # Not echoed: a mistyped URL may still hold a password.
+        raise ConfigurationError(f"{setting} is not a URL", setting=setting) from None
     if url.userinfo:
         # It would show in reprs, logs and errors: credentials have arguments of their own.
         raise ConfigurationError(
             f"{setting}: the URL must not carry a user name or password", setting=setting
+        )
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"{setting}: {text!r} is not an absolute http(s) URL", setting=setting
         )
     return url
 

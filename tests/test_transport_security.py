@@ -118,6 +118,7 @@ def test_the_insecure_transport_error_names_no_secret() -> None:
         {"token_url": "http://127.0.0.1@evil.example/token"},
         {"token_url": "https://user:password@api.transmitsecurity.io/oidc/token"},
         {"base_url": "https://user:password@api.transmitsecurity.io"},
+        {"token_url": "ftp://user:password@api.transmitsecurity.io/oidc/token"},
     ],
 )
 def test_urls_carrying_credentials_are_refused(options: dict[str, Any]) -> None:
