@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import anyio
+import anyio.to_thread
 import httpx
+from anyio.lowlevel import RunVar
 from joserfc import jws
 from joserfc.errors import JoseError
 
 from ._exceptions import TokenRequestError, TokenResponseError
-from ._retry import RetryPolicy, is_retryable, retry_after_seconds
-from ._telemetry import AuthEvent, Telemetry
+from ._retry import RetryPolicy, retry_after_seconds
 from ._token import AccessToken
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from ._client_auth import ClientAuthentication
 
 # Error texts come from the server; keep a misbehaving one from flooding logs and messages.
 _MAX_ERROR_TEXT = 300
+MAX_RESPONSE_BYTES = 256 * 1024
+"""A token response is a few KiB; reading more would let a broken endpoint exhaust memory."""
 
 
 class TokenEndpoint:
-    """Requests client access tokens from Mosaic's ``/oidc/token`` with client credentials."""
+    """Requests client access tokens from Mosaic's ``/oidc/token`` with client credentials.
+
+    One request per call: retries are the token store's to decide. Without an `http_client`
+    it opens one of its own per event loop, as a client's connections belong to the loop that
+    opened them, so that one `MosaicAuth` serves one ``asyncio.run`` after another.
+    """
 
     def __init__(
         self,
@@ -37,92 +44,25 @@ class TokenEndpoint:
         http_client: httpx.AsyncClient | None,
         clock: Callable[[], float],
         retry: RetryPolicy | None = None,
-        telemetry: Telemetry | None = None,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.token_url = token_url
         self.client_auth = client_auth
         self.client_id = client_auth.client_id
-        self._http_client = http_client
-        self._owns_http_client = http_client is None
-        self._clock = clock
         self.retry = retry or RetryPolicy()
-        self._telemetry = telemetry or Telemetry()
-        self._sleep = sleep
+        self._http_client = http_client
+        self._own_clients: RunVar[httpx.AsyncClient | None] = RunVar("token client", None)
+        self._clock = clock
 
     def __repr__(self) -> str:
         return f"TokenEndpoint(token_url={self.token_url!r}, client_id={self.client_id!r})"
 
-    async def request_token(
-        self, resource: str | None, *, max_attempts: int | None = None
-    ) -> AccessToken:
-        """Request a new token for `resource`, retrying what may pass; raise `TokenRequestError`.
-
-        Connection failures, timeouts, 5xx and 429 are retried up to `max_attempts` (by
-        default the policy's), after a ``Retry-After`` wait or else a jittered backoff. A
-        ``Retry-After`` longer than `max_retry_after` fails the fetch at once.
-        """
-        if max_attempts is None:
-            max_attempts = self.retry.max_attempts
-        telemetry = self._telemetry
-        started = self._clock()
-        attempt = 1
-        while True:
-            telemetry.token_requests += 1
-            try:
-                token = await self._attempt(resource)
-            except TokenRequestError as error:
-                telemetry.token_errors += 1
-                retry_in = self._retry_in(error, attempt, max_attempts)
-                telemetry.emit(
-                    AuthEvent(
-                        "token_request_failed",
-                        resource,
-                        attempt=attempt,
-                        status_code=error.status_code,
-                        error=type(error).__name__,
-                        retry_in=retry_in,
-                    ),
-                    logging.WARNING if retry_in is None else logging.INFO,
-                    "token request %d for resource %r failed (%s)%s",
-                    attempt,
-                    resource,
-                    error,
-                    "" if retry_in is None else f"; retrying in {retry_in:.2f} s",
-                )
-                if retry_in is None:
-                    raise
-                await self._sleep(retry_in)
-                attempt += 1
-                continue
-            duration = self._clock() - started
-            telemetry.emit(
-                AuthEvent("token_fetched", resource, attempt=attempt, duration=duration),
-                logging.INFO,
-                "fetched a token for resource %r in %.3f s (%d attempt%s), expiring in %.0f s",
-                resource,
-                duration,
-                attempt,
-                "" if attempt == 1 else "s",
-                token.expires_at - self._clock(),
-            )
-            return token
-
-    def _retry_in(self, error: TokenRequestError, attempt: int, max_attempts: int) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up with `error`."""
-        if attempt >= max_attempts or not is_retryable(error):
-            return None
-        if error.retry_after is None:
-            return self.retry.delay(attempt)
-        # The server said how long; waiting longer than we allow is failing now.
-        return error.retry_after if error.retry_after <= self.retry.max_retry_after else None
-
-    async def _attempt(self, resource: str | None) -> AccessToken:
-        """One token request, bounded by the policy's timeout."""
+    async def request_token(self, resource: str | None) -> AccessToken:
+        """Request a new token for `resource` once; raise `TokenRequestError` if that fails."""
         credentials = self.client_auth.credentials(self.token_url)
         form = {"grant_type": "client_credentials", **credentials.form}
         if resource is not None:
             form["resource"] = resource
+        client = await self._client()
         # `expires_in` counts from when the server answered; counting from before the request
         # was sent errs on the side of refreshing early.
         requested_at = self._clock()
@@ -130,12 +70,17 @@ class TokenEndpoint:
         try:
             # httpx's own timeouts (5 s by default) bound each phase; ours bounds the whole.
             with anyio.fail_after(timeout):
-                response = await self._client().post(
+                # auth=None: when `http_client` is the API client carrying this MosaicAuth, a
+                # token request must not wait for the token it is fetching.
+                async with client.stream(
+                    "POST",
                     self.token_url,
                     data=form,
                     headers={"Accept": "application/json", **credentials.headers},
                     timeout=timeout,
-                )
+                    auth=None,
+                ) as response:
+                    body = await _read_bounded(response, resource)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise TokenRequestError(
                 f"the token endpoint {self.token_url} did not answer within {timeout:g} s "
@@ -149,24 +94,41 @@ class TokenEndpoint:
                 resource=resource,
             ) from exc
         if not response.is_success:
-            raise self._refusal(response, resource, credentials.secrets)
-        return parse_token_response(response, resource=resource, requested_at=requested_at)
+            raise self._refusal(response, body, resource, credentials.secrets)
+        return parse_token_response(
+            body, status_code=response.status_code, resource=resource, requested_at=requested_at
+        )
 
     async def aclose(self) -> None:
-        """Close the HTTP client, unless the caller passed one in and so owns it."""
-        if self._owns_http_client and self._http_client is not None:
-            await self._http_client.aclose()
-            self._http_client = None
+        """Close this event loop's own HTTP client; one the caller passed in is the caller's."""
+        client = self._own_clients.get()
+        if client is not None:
+            self._own_clients.set(None)
+            await client.aclose()
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http_client is None:
-            self._http_client = httpx.AsyncClient()
-        return self._http_client
+    async def _client(self) -> httpx.AsyncClient:
+        if self._http_client is not None:
+            return self._http_client
+        client = self._own_clients.get()
+        if client is None:
+            # A new client loads the CA bundle into an SSL context, tens of milliseconds of
+            # work that would stall every request on the event loop: do it on a thread.
+            client = await anyio.to_thread.run_sync(httpx.AsyncClient)
+            opened_meanwhile = self._own_clients.get()
+            if opened_meanwhile is not None:
+                await client.aclose()
+                return opened_meanwhile
+            self._own_clients.set(client)
+        return client
 
     def _refusal(
-        self, response: httpx.Response, resource: str | None, secrets: tuple[str, ...]
+        self,
+        response: httpx.Response,
+        body: bytes,
+        resource: str | None,
+        secrets: tuple[str, ...],
     ) -> TokenRequestError:
-        error, description = (_redacted(text, secrets) for text in _error_fields(response))
+        error, description = (_redacted(text, secrets) for text in _error_fields(body))
         detail = ": ".join(part for part in (error, description) if part)
         message = f"the token endpoint refused a token for resource {resource!r}: " + (
             f"HTTP {response.status_code}" + (f" {detail}" if detail else "")
@@ -187,8 +149,26 @@ class TokenEndpoint:
         )
 
 
+async def _read_bounded(response: httpx.Response, resource: str | None) -> bytes:
+    """The response body, or a `TokenResponseError` once it grows past what a token needs."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise TokenResponseError(
+                f"the token endpoint answered HTTP {response.status_code} for resource "
+                f"{resource!r} with more than {MAX_RESPONSE_BYTES // 1024} KiB: not a token "
+                "response",
+                status_code=response.status_code,
+                resource=resource,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def parse_token_response(
-    response: httpx.Response, *, resource: str | None, requested_at: float
+    body: bytes, *, status_code: int, resource: str | None, requested_at: float
 ) -> AccessToken:
     """Turn a successful token response into an `AccessToken`, or raise `TokenResponseError`.
 
@@ -199,22 +179,19 @@ def parse_token_response(
 
     def invalid(reason: str) -> TokenResponseError:
         return TokenResponseError(
-            f"the token endpoint answered HTTP {response.status_code} for resource {resource!r} "
+            f"the token endpoint answered HTTP {status_code} for resource {resource!r} "
             f"with an unusable token response: {reason}",
-            status_code=response.status_code,
+            status_code=status_code,
             resource=resource,
         )
 
-    try:
-        body = response.json()
-    except ValueError:
-        raise invalid("the body is not JSON") from None
-    if not isinstance(body, dict):
+    fields = _json_object(body)
+    if fields is None:
         raise invalid("the body is not a JSON object")
-    access_token = body.get("access_token")
+    access_token = fields.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise invalid("no access_token")
-    token_type = body.get("token_type", "Bearer")
+    token_type = fields.get("token_type", "Bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise invalid("token_type is not Bearer")
 
@@ -223,8 +200,8 @@ def parse_token_response(
     exp = claims.get("exp")
     if _is_number(exp):
         candidates.append(float(exp))
-    if "expires_in" in body:
-        expires_in = body["expires_in"]
+    if "expires_in" in fields:
+        expires_in = fields["expires_in"]
         if not _is_number(expires_in) or expires_in <= 0:
             raise invalid("expires_in is not a positive number")
         candidates.append(requested_at + float(expires_in))
@@ -248,7 +225,7 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     try:
         payload = jws.extract_compact(token.encode("ascii")).payload
         claims = json.loads(payload)
-    except (JoseError, ValueError, UnicodeError):
+    except (JoseError, ValueError, UnicodeError, RecursionError):
         return {}
     return claims if isinstance(claims, dict) else {}
 
@@ -258,16 +235,22 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
-    """The error code and description of a refusal, from either of Mosaic's error shapes."""
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """`body` parsed as a JSON object, or None when it is not one (or nests absurdly deep)."""
     try:
-        body = response.json()
-    except ValueError:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None]:
+    """The error code and description of a refusal, from either of Mosaic's error shapes."""
+    fields = _json_object(body)
+    if fields is None:
         return None, None
-    if not isinstance(body, dict):
-        return None, None
-    error = body.get("error")
-    description = body.get("error_description", body.get("message"))
+    error = fields.get("error")
+    description = fields.get("error_description", fields.get("message"))
     return (
         error if isinstance(error, str) else None,
         description if isinstance(description, str) else None,

@@ -41,6 +41,17 @@ class RetryPolicy:
         ceiling = min(MAX_BACKOFF, self.backoff * 2.0 ** (attempt - 1))
         return ceiling * jitter()
 
+    def retry_in(self, error: TokenRequestError, *, attempt: int, max_attempts: int) -> float | None:
+        """Seconds to wait after failed attempt `attempt` before the next, or None to give up.
+
+        A ``Retry-After`` is honoured up to `max_retry_after`; waiting longer is failing now.
+        """
+        if attempt >= max_attempts or not is_retryable(error):
+            return None
+        if error.retry_after is None:
+            return self.delay(attempt)
+        return error.retry_after if error.retry_after <= self.max_retry_after else None
+
 
 def is_retryable(error: TokenRequestError) -> bool:
     """Whether trying again may help: no response, a timeout, 5xx or 429, but not other 4xx.
