@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import sys
 import time
 from typing import TYPE_CHECKING
 
-import anyio
 import httpx
 
 from ._client_auth import client_authentication
@@ -19,13 +16,10 @@ from ._exceptions import ConfigurationError, UnsupportedClientError
 from ._retry import RetryPolicy
 from ._routing import ResourceRouter
 from ._security import api_origins, foreign_host, origin
-from ._services import DEFAULT_REGION
 from ._store import TokenStore
 from ._telemetry import AuthEvent, Telemetry
+from ._token_states import TokenStates
 from ._urls import mosaic_urls
-
-if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport there
-    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -47,8 +41,10 @@ class MosaicAuth(httpx.Auth):
     with a new token. Tokens and the secret travel over HTTPS only (plain HTTP to loopback
     hosts excepted).
 
-    Entering ``async with auth:`` lets refreshes run in the background, so that no request
-    waits for one; it also closes the token client on exit.
+    Fetches and refreshes run in tasks of the event loop's own: a request that gives up does
+    not abandon the fetch it started, and no request waits for a refresh. ``async with auth:``
+    (or `aclose()`) closes the token client at the end; one `MosaicAuth` may serve one event
+    loop after another.
 
     Args:
         client_id: The application's client ID.
@@ -61,7 +57,7 @@ class MosaicAuth(httpx.Auth):
         private_key: For ``private_key_jwt``: a joserfc RSA or EC key, a JWK dict, or PEM.
         key_id: The ``kid`` of the assertions; by default the key's own, else its thumbprint.
         signing_algorithm: RS256 (default) or PS256 for RSA keys; ES256 for EC keys.
-        region: Mosaic's region: ``"us"``, ``"eu"``, ``"ca"``, ``"au"`` or ``"sandbox"``.
+        region: ``"us"``, ``"eu"``, ``"ca"``, ``"au"`` or ``"sandbox"``; unset, `token_url`'s or us.
         base_url: The API host, overriding `region`.
         token_url: The token endpoint, overriding both; ``{base_url}/oidc/token`` by default.
         resource: The resource every request's token is for, unless `resources` says
@@ -99,7 +95,7 @@ class MosaicAuth(httpx.Auth):
         private_key: PrivateKey | None = None,
         key_id: str | None = None,
         signing_algorithm: str | None = None,
-        region: str = DEFAULT_REGION,
+        region: str | None = None,
         base_url: str | None = None,
         token_url: str | None = None,
         resource: str | None = None,
@@ -130,33 +126,38 @@ class MosaicAuth(httpx.Auth):
         # Tokens go to the Mosaic hosts configured, and nowhere else a shared client calls.
         self._api_origins = api_origins(self.base_url, self._router.prefixes)
         self._telemetry = Telemetry(on_event)
-        self._store = TokenStore(
-            TokenEndpoint(
-                token_url=token_url,
-                client_auth=client_authentication(
-                    client_id,
-                    method=client_auth,
-                    client_secret=client_secret,
-                    private_key=private_key,
-                    key_id=key_id,
-                    signing_algorithm=signing_algorithm,
-                    has_http_client=http_client is not None,
-                    clock=clock,
-                ),
-                http_client=http_client,
+        retry = RetryPolicy(
+            max_attempts=max_attempts,
+            backoff=_seconds("backoff", backoff),
+            max_retry_after=_seconds("max_retry_after", max_retry_after),
+            timeout=_seconds("timeout", timeout, positive=True),
+        )
+        self._endpoint = TokenEndpoint(
+            token_url=token_url,
+            client_auth=client_authentication(
+                client_id,
+                method=client_auth,
+                client_secret=client_secret,
+                private_key=private_key,
+                key_id=key_id,
+                signing_algorithm=signing_algorithm,
+                has_http_client=http_client is not None,
                 clock=clock,
-                retry=RetryPolicy(
-                    max_attempts=max_attempts,
-                    backoff=_seconds("backoff", backoff),
-                    max_retry_after=_seconds("max_retry_after", max_retry_after),
-                    timeout=_seconds("timeout", timeout, positive=True),
-                ),
-                telemetry=self._telemetry,
             ),
-            leeway=_seconds("leeway", leeway),
-            refresh_window=_seconds("refresh_window", refresh_window),
+            http_client=http_client,
             clock=clock,
+            retry=retry,
+        )
+        self._store = TokenStore(
+            self._endpoint,
+            TokenStates(
+                leeway=_seconds("leeway", leeway),
+                refresh_window=_seconds("refresh_window", refresh_window),
+                retry=retry,
+                clock=clock,
+            ),
             telemetry=self._telemetry,
+            clock=clock,
             cache=cache,
         )
 
@@ -179,10 +180,10 @@ class MosaicAuth(httpx.Auth):
     @property
     def token_url(self) -> str:
         """The token endpoint's URL."""
-        return self._store.endpoint.token_url
+        return self._endpoint.token_url
 
     def __repr__(self) -> str:
-        endpoint = self._store.endpoint
+        endpoint = self._endpoint
         return (
             f"MosaicAuth(client_id={endpoint.client_id!r}, token_url={endpoint.token_url!r}, "
             f"client_auth={endpoint.client_auth.method!r}, resource={self._router.default!r})"
@@ -191,29 +192,31 @@ class MosaicAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """Set the bearer token, send, and on a 401 retry once with a new token."""
+        """Set the bearer token, send, and on a 401 to that token retry once with a new one."""
         if origin(request.url) not in self._api_origins:
             raise foreign_host(request.url)
         resource = self._router.resource_for(request.url)
         store = self._store
-        token = store.cached(resource) or await store.get(resource)
+        token = store.fresh_token(resource) or await store.usable_token(resource)
         request.headers["Authorization"] = token.authorization
+        # Asked before sending: some transports read a streamed body into memory as they send
+        # it, and the answer must not depend on the transport.
+        replayable = _body_in_memory(request)
         response = yield request
 
-        if response.status_code != 401 or not _is_replayable(request):
+        # Only a 401 to the request that carried the token speaks about it: not one from a
+        # host a redirect led to, which got no token.
+        if response.status_code != 401 or (
+            response.request.headers.get("Authorization") != token.authorization
+        ):
             return
-        # The token may have been revoked: drop it unless a newer one already replaced it.
-        await store.invalidate(resource, token)
-        self._telemetry.unauthorized_retries += 1
-        self._telemetry.emit(
+        if not await store.refused(resource, token) or not replayable:
+            return
+        self._telemetry.report(
             AuthEvent("unauthorized_retry", resource, status_code=401),
-            logging.INFO,
-            "retrying %s %s once with a new token for resource %r after HTTP 401",
-            request.method,
-            request.url.copy_with(query=None),
-            resource,
+            f"{request.method} {request.url.copy_with(query=None)}",
         )
-        token = await store.get(resource)
+        token = await store.usable_token(resource)
         request.headers["Authorization"] = token.authorization
         yield request
 
@@ -231,23 +234,22 @@ class MosaicAuth(httpx.Auth):
 
     async def get_token(self, resource: str | None = None) -> AccessToken:
         """A usable token for `resource` (None: the default resource), fetched if need be."""
-        return await self._store.get(self._router.default if resource is None else resource)
+        return await self._store.usable_token(
+            self._router.default if resource is None else resource
+        )
 
     def stats(self) -> AuthStats:
         """Counters of token requests, errors, 401 retries, cache hits and refreshes."""
         return self._telemetry.stats()
 
     async def aclose(self) -> None:
-        """Close the HTTP client used for token requests, unless the caller owns it."""
-        await self._store.endpoint.aclose()
+        """Stop this event loop's token fetches and close the HTTP client used for them,
+        unless the caller owns it."""
+        await self._store.aclose()
 
     async def __aenter__(self) -> MosaicAuth:
-        """Start refreshing tokens in the background until the block exits."""
-        if self._store.task_group is not None:
-            raise ConfigurationError("this MosaicAuth is already entered with `async with`")
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._store.task_group = task_group
+        """Nothing to start: tokens are fetched and refreshed in tasks of the event loop's own.
+        The block closes the token client on exit."""
         return self
 
     async def __aexit__(
@@ -256,19 +258,8 @@ class MosaicAuth(httpx.Auth):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Stop background refreshes and close the token client, unless the caller owns it."""
-        task_group, self._store.task_group = self._store.task_group, None
-        try:
-            if task_group is not None:
-                task_group.cancel_scope.cancel()
-                await task_group.__aexit__(exc_type, exc, traceback)
-        except BaseExceptionGroup:
-            # Background refreshes never raise, so the group only wraps the block's own
-            # exception (trio may wrap a copy): let that propagate as it was raised.
-            if exc is None:
-                raise
-        finally:
-            await self.aclose()
+        """Close the token client, unless the caller owns it."""
+        await self.aclose()
 
 
 def _seconds(name: str, value: float, *, positive: bool = False) -> float:
@@ -281,14 +272,10 @@ def _seconds(name: str, value: float, *, positive: bool = False) -> float:
     return float(value)
 
 
-def _is_replayable(request: httpx.Request) -> bool:
-    """Whether the body can be sent again: a streamed body is consumed by the first send.
-
-    Asked after sending, when it is known: a transport that read the stream into memory as it
-    sent it (httpx's mock and ASGI transports do) left the content there to send again.
-    """
+def _body_in_memory(request: httpx.Request) -> bool:
+    """Whether the body can be sent again: a streamed body is consumed by the first send."""
     try:
-        request.content  # noqa: B018 - raises for a body that was streamed, not read
+        request.content  # noqa: B018 - raises for a body that is streamed, not read
     except httpx.RequestNotRead:
         return False
     return True

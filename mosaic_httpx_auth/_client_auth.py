@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -49,7 +49,22 @@ class TokenRequestCredentials:
     form: dict[str, str] = field(repr=False)
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
-    """Values in the request that must never reach a log or an error message."""
+    """Values in the request that must never reach a log or an error message, in each
+    encoding a server may echo them in (see `secret_forms`)."""
+
+
+def secret_forms(value: str) -> tuple[str, ...]:
+    """`value` and the forms a server may echo it in: form-urlencoded, percent-encoded and
+    JSON-escaped."""
+    forms = (
+        value,
+        quote_plus(value),
+        quote(value),
+        quote(value, safe=""),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    )
+    return tuple(dict.fromkeys(forms))
 
 
 class ClientAuthentication:
@@ -77,7 +92,7 @@ class ClientSecretPost(ClientAuthentication):
     def credentials(self, token_url: str) -> TokenRequestCredentials:
         return TokenRequestCredentials(
             form={"client_id": self.client_id, "client_secret": self._client_secret},
-            secrets=(self._client_secret,),
+            secrets=secret_forms(self._client_secret),
         )
 
 
@@ -90,14 +105,16 @@ class ClientSecretBasic(ClientAuthentication):
         super().__init__(client_id)
         # RFC 6749 §2.3.1: each is form-urlencoded before they are joined and encoded.
         pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
-        self._authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-        self._client_secret = client_secret
+        credential = base64.b64encode(pair.encode()).decode("ascii")
+        self._authorization = "Basic " + credential
+        # The base64 credential alone, as a server may echo it without its scheme.
+        self._secrets = secret_forms(client_secret) + secret_forms(credential)
 
     def credentials(self, token_url: str) -> TokenRequestCredentials:
         return TokenRequestCredentials(
             form={},
             headers={"Authorization": self._authorization},
-            secrets=(self._client_secret, self._authorization),
+            secrets=self._secrets,
         )
 
 
@@ -164,7 +181,7 @@ class PrivateKeyJWT(ClientAuthentication):
                 "client_assertion_type": JWT_BEARER,
                 "client_assertion": assertion,
             },
-            secrets=(assertion,),
+            secrets=secret_forms(assertion),
         )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any, TypeGuard
+import re
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.to_thread
@@ -18,7 +20,7 @@ from ._retry import RetryPolicy, retry_after_seconds
 from ._token import AccessToken
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Callable
 
     from ._client_auth import ClientAuthentication
 
@@ -113,7 +115,7 @@ class TokenEndpoint:
         if client is None:
             # A new client loads the CA bundle into an SSL context, tens of milliseconds of
             # work that would stall every request on the event loop: do it on a thread.
-            client = await anyio.to_thread.run_sync(httpx.AsyncClient)
+            client = await anyio.to_thread.run_sync(_own_client)
             opened_meanwhile = self._own_clients.get()
             if opened_meanwhile is not None:
                 await client.aclose()
@@ -149,22 +151,41 @@ class TokenEndpoint:
         )
 
 
+def _own_client() -> httpx.AsyncClient:
+    """A token client that keeps no idle connection: tokens are fetched about once an hour, and
+    a connection left open would belong to an event loop that may be gone by the next fetch."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
+
+
 async def _read_bounded(response: httpx.Response, resource: str | None) -> bytes:
     """The response body, or a `TokenResponseError` once it grows past what a token needs."""
+
+    def too_large() -> TokenResponseError:
+        return TokenResponseError(
+            f"the token endpoint answered HTTP {response.status_code} for resource "
+            f"{resource!r} with more than {MAX_RESPONSE_BYTES // 1024} KiB: not a token response",
+            status_code=response.status_code,
+            resource=resource,
+        )
+
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise too_large()  # refused unread
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
-            raise TokenResponseError(
-                f"the token endpoint answered HTTP {response.status_code} for resource "
-                f"{resource!r} with more than {MAX_RESPONSE_BYTES // 1024} KiB: not a token "
-                "response",
-                status_code=response.status_code,
-                resource=resource,
-            )
-        chunks.append(chunk)
+    # Closed at once, not when collected: trio warns of a generator left half-read.
+    parts = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+    async with aclosing(parts) as body:
+        async for chunk in body:
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise too_large()
+            chunks.append(chunk)
     return b"".join(chunks)
+
+
+# RFC 6750 §2.1 ``b64token``: all that a Bearer header can carry.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def parse_token_response(
@@ -191,20 +212,23 @@ def parse_token_response(
     access_token = fields.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise invalid("no access_token")
+    if not _B64TOKEN.fullmatch(access_token):
+        # Cached, it would fail every API request with an httpx error that quotes it: this won't.
+        raise invalid("access_token is not RFC 6750 b64token text a Bearer header can carry")
     token_type = fields.get("token_type", "Bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise invalid("token_type is not Bearer")
 
     claims = _unverified_claims(access_token)
     candidates = []
-    exp = claims.get("exp")
-    if _is_number(exp):
-        candidates.append(float(exp))
+    exp = _finite_number(claims.get("exp"))
+    if exp is not None:
+        candidates.append(exp)
     if "expires_in" in fields:
-        expires_in = fields["expires_in"]
-        if not _is_number(expires_in) or expires_in <= 0:
+        expires_in = _finite_number(fields["expires_in"])
+        if expires_in is None or expires_in <= 0:
             raise invalid("expires_in is not a positive number")
-        candidates.append(requested_at + float(expires_in))
+        candidates.append(requested_at + expires_in)
     if not candidates:
         raise invalid("neither a JWT exp claim nor expires_in says when the token expires")
     expires_at = min(candidates)
@@ -230,9 +254,15 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
-def _is_number(value: object) -> TypeGuard[float]:
-    """Whether `value` is a finite JSON number (a bool is not one)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _finite_number(value: object) -> float | None:
+    """`value` as a float if it is a finite JSON number (a bool is not one), else None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -261,7 +291,11 @@ def _redacted(text: str | None, secrets: tuple[str, ...]) -> str | None:
     """`text` from the server without any of `secrets` it echoed, cut to a sensible length."""
     if text is None:
         return None
-    for secret in secrets:
-        text = text.replace(secret, "[secret]")
+    # Longest first, so that a form containing another is redacted whole; and ignoring case,
+    # as a server may re-encode ``%2B`` as ``%2b``.
+    forms = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+    if forms:
+        pattern = "|".join(re.escape(form) for form in forms)
+        text = re.sub(pattern, "[secret]", text, flags=re.IGNORECASE)
     # Cut after redacting, so that a secret cut in half cannot slip through.
     return text[:_MAX_ERROR_TEXT]

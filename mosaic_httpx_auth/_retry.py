@@ -41,7 +41,9 @@ class RetryPolicy:
         ceiling = min(MAX_BACKOFF, self.backoff * 2.0 ** (attempt - 1))
         return ceiling * jitter()
 
-    def retry_in(self, error: TokenRequestError, *, attempt: int, max_attempts: int) -> float | None:
+    def retry_in(
+        self, error: TokenRequestError, *, attempt: int, max_attempts: int
+    ) -> float | None:
         """Seconds to wait after failed attempt `attempt` before the next, or None to give up.
 
         A ``Retry-After`` is honoured up to `max_retry_after`; waiting longer is failing now.

@@ -1,249 +1,251 @@
-"""The token store: one token per resource, fetched once for all callers, refreshed ahead."""
+"""The token store: drives the token states (`_token_states`) on an event loop.
+
+The states decide; the store does what they decide. A flight (a fetch or refresh, with its
+retries) runs in a task of the event loop's own, not in the task of the caller who needed it:
+a caller that gives up stops waiting, and the flight goes on for the next caller. Everyone who
+waited gets the outcome: the token, or a copy of the error of their own.
+"""
 
 from __future__ import annotations
 
-import logging
+import copy
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
 from ._cache import CacheKey
-from ._exceptions import TokenRequestError
-from ._telemetry import AuthEvent, Telemetry, logger
+from ._exceptions import MosaicAuthError, TokenRequestError
+from ._tasks import current_loop, start_detached
+from ._telemetry import AuthEvent, logger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from anyio.abc import TaskGroup
-
     from ._cache import TokenCache
     from ._endpoint import TokenEndpoint
+    from ._telemetry import Telemetry
     from ._token import AccessToken
+    from ._token_states import Flight, TokenStates
 
 _T = TypeVar("_T")
-
-
-class _Entry:
-    """A cached token and the times that matter for it, worked out once when it is cached."""
-
-    __slots__ = ("next_refresh_at", "refresh_at", "token", "usable_until")
-
-    def __init__(self, token: AccessToken, *, refresh_at: float, usable_until: float) -> None:
-        self.token = token
-        self.refresh_at = refresh_at
-        """From here on the token is stale: still served, but due for a refresh."""
-        self.usable_until = usable_until
-        """From here on the token counts as expired and is never served."""
-        self.next_refresh_at = refresh_at
-        """When a refresh may next start; pushed back after one fails."""
-
-
-class _Flight:
-    """One fetch under way for a resource, and its outcome for everyone who waited on it."""
-
-    __slots__ = ("done", "error", "token")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()  # single use: a new flight, a new event
-        self.token: AccessToken | None = None
-        self.error: Exception | None = None
 
 
 class TokenStore:
     """Keeps one token per resource, fetches it once for all callers, and refreshes it ahead.
 
-    A token is *usable* until `leeway` seconds before it expires, and *fresh* until
-    `refresh_window` seconds before that (each capped at half the remaining lifetime, so a
-    short-lived token is still reused). A fresh token is served from memory. A stale one is
-    served too while a single refresh attempt replaces it, in the background when a task group
-    is set, else by the caller that noticed. If that refresh fails, the stale token keeps being
-    served and the next refresh waits `refresh_retry_interval` seconds, or as long as the
-    endpoint's ``Retry-After`` asked.
-
-    Without a usable token, callers share one fetch per resource (a *flight*) and its outcome,
-    token or error; callers for other resources are not held up. A flight whose caller is
-    cancelled leaves its waiters to start a new one; a failed flight is not remembered.
+    A `TokenCache`, when given, is read by each flight before it asks the endpoint and written
+    with each new token; its failures are logged and bypassed, so an outage never fails
+    requests.
     """
 
     def __init__(
         self,
         endpoint: TokenEndpoint,
+        states: TokenStates,
         *,
-        leeway: float,
-        refresh_window: float,
+        telemetry: Telemetry,
         clock: Callable[[], float],
-        telemetry: Telemetry | None = None,
         cache: TokenCache | None = None,
-        refresh_retry_interval: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        self.endpoint = endpoint
-        self.leeway = leeway
-        self.refresh_window = refresh_window
-        self.refresh_retry_interval = refresh_retry_interval
-        self.task_group: TaskGroup | None = None
-        """Where refreshes run when set, so that no request waits for one."""
+        self._endpoint = endpoint
+        self._states = states
+        self._telemetry = telemetry
         self._clock = clock
-        self._telemetry = telemetry or Telemetry()
         self._cache = cache
-        self._entries: dict[str | None, _Entry] = {}
-        self._flights: dict[str | None, _Flight] = {}
+        self._sleep = sleep
+        self._running: dict[Flight, anyio.CancelScope] = {}
 
-    def cached(self, resource: str | None) -> AccessToken | None:
-        """The fresh token in memory for `resource`, or None: no I/O, no lock."""
-        entry = self._entries.get(resource)
-        if entry is not None and self._clock() < entry.refresh_at:
-            self._telemetry.cache_hits += 1
-            return entry.token
-        return None
-
-    async def get(self, resource: str | None) -> AccessToken:
-        """A usable token for `resource`, fetched if need be; raises `TokenRequestError`."""
-        token = self.cached(resource)
+    def fresh_token(self, resource: str | None) -> AccessToken | None:
+        """The fresh token for `resource`, or None: the warm path, with no I/O, lock or await."""
+        token = self._states.fresh_token(resource)
         if token is not None:
-            return token
-        entry = self._entries.get(resource)
-        now = self._clock()
-        if entry is None or now >= entry.usable_until:
-            return await self._fetch(resource)
-        if now >= entry.next_refresh_at and resource not in self._flights:
-            if self.task_group is not None:
-                entry.next_refresh_at = now + self.refresh_retry_interval  # one at a time
-                self.task_group.start_soon(self._refresh_in_background, resource, entry)
-            else:
-                refreshed = await self._refresh(resource)
-                if refreshed is not None:
-                    return refreshed
-                if self._clock() >= entry.usable_until:
-                    return await self._fetch(resource)
-        self._telemetry.cache_hits += 1
-        return entry.token
+            self._telemetry.cache_hits += 1
+        return token
 
-    async def invalidate(self, resource: str | None, token: AccessToken) -> None:
-        """Forget `token` (say, after the API refused it), unless a newer one replaced it."""
-        entry = self._entries.get(resource)
-        if entry is not None and entry.token == token:
-            del self._entries[resource]
-        if self._cache is not None:
-            await self._shared(self._cache.discard(self._key(resource), token), None, "discard")
+    async def usable_token(self, resource: str | None) -> AccessToken:
+        """A usable token for `resource`, waiting for a fetch if need be.
 
-    async def _fetch(self, resource: str | None) -> AccessToken:
-        """Join the flight under way for `resource`, or start one; share its outcome."""
+        Raises `TokenRequestError` (a copy of its own per caller) when the fetch fails, or at
+        once while the token endpoint's ``Retry-After`` lasts.
+        """
         while True:
-            flight = self._flights.get(resource)
-            if flight is None:
-                return await self._fly(resource, self._obtain(resource, fresh=False))
-            await flight.done.wait()
-            if flight.token is not None:
-                return flight.token
-            if flight.error is not None:
-                raise flight.error
-            # Its caller was cancelled before it ended: start a flight of our own.
+            step = self._states.demand(resource, owner=current_loop())
+            if step.start is not None:
+                step.start.done = anyio.Event()
+                start_detached(self._fly, step.start)
+            if step.token is not None:
+                self._telemetry.cache_hits += 1
+                return step.token
+            if step.error is not None:
+                raise _held_back(step.error, step.retry_in)
+            flight = step.flight
+            if flight is not None:
+                await flight.done.wait()
+                if flight.token is not None:
+                    return flight.token
+                if flight.error is not None:
+                    raise _copy_of(flight.error)
+            # The flight was abandoned (its store closed meanwhile): ask again.
 
-    async def _refresh(self, resource: str | None) -> AccessToken | None:
-        """Replace a stale, still-usable token with one attempt; None if that fails."""
-        entry = self._entries[resource]
+    async def refused(self, resource: str | None, token: AccessToken) -> bool:
+        """An API answered 401 to `token`: drop it if the states say so; whether to retry."""
+        retry = self._states.refused(resource, token)
+        if retry and self._cache is not None:
+            await self._shared("discard", self._cache.discard, self._key(resource), token)
+        return retry
+
+    async def aclose(self) -> None:
+        """Stop this event loop's flights and close its token client."""
+        loop = current_loop()
+        for flight, scope in list(self._running.items()):
+            if flight.owner is loop:
+                scope.cancel()
+        await self._endpoint.aclose()
+
+    async def _fly(self, flight: Flight) -> None:
+        """Run `flight` to its outcome and tell its waiters; never raises but cancellation."""
         try:
-            token = await self._fly(resource, self._obtain(resource, fresh=True, max_attempts=1))
-        except TokenRequestError as error:
-            # Stale-if-error: keep serving the token, and give the endpoint a rest.
-            wait = max(self.refresh_retry_interval, error.retry_after or 0.0)
-            entry.next_refresh_at = self._clock() + wait
-            self._telemetry.stale_served += 1
-            self._telemetry.emit(
+            with anyio.CancelScope() as scope:
+                self._running[flight] = scope
+                await self._obtain(flight)
+            if scope.cancelled_caught:
+                self._states.abandoned(flight)
+        except Exception as error:  # every failure goes to the waiters
+            self._give_up(flight, error)
+        except BaseException:
+            self._states.abandoned(flight)  # the event loop is shutting down
+            raise
+        finally:
+            del self._running[flight]
+            flight.done.set()
+
+    async def _obtain(self, flight: Flight) -> None:
+        """A token for `flight`: from the shared cache if it has a good one, else the endpoint."""
+        resource = flight.resource
+        token = await self._from_shared_cache(flight)
+        if token is None:
+            token = await self._request_with_retries(flight)
+            self._states.fetched(flight, token)
+            if self._cache is not None:
+                await self._shared("store", self._cache.set, self._key(resource), token)
+        else:
+            self._states.fetched(flight, token)
+        if flight.purpose == "refresh":
+            expires_in = token.expires_at - self._clock()
+            self._telemetry.report(AuthEvent("token_refreshed", resource, expires_in=expires_in))
+
+    async def _request_with_retries(self, flight: Flight) -> AccessToken:
+        """Ask the endpoint, retrying as the states allow; raise the last failure."""
+        resource = flight.resource
+        started = self._clock()
+        while True:
+            flight.attempt += 1
+            self._telemetry.token_requests += 1
+            try:
+                token = await self._endpoint.request_token(resource)
+            except TokenRequestError as error:
+                retry_in = self._states.attempt_failed(flight, error)
+                self._telemetry.report(
+                    AuthEvent(
+                        "token_request_failed",
+                        resource,
+                        attempt=flight.attempt,
+                        status_code=error.status_code,
+                        error=type(error).__name__,
+                        retry_in=retry_in,
+                    ),
+                    error,
+                )
+                if retry_in is None:
+                    raise
+                await self._sleep(retry_in)
+                continue
+            now = self._clock()
+            self._telemetry.report(
+                AuthEvent(
+                    "token_fetched",
+                    resource,
+                    attempt=flight.attempt,
+                    duration=now - started,
+                    expires_in=token.expires_at - now,
+                )
+            )
+            return token
+
+    def _give_up(self, flight: Flight, error: Exception) -> None:
+        """End `flight` with `error`: a `MosaicAuthError` for its waiters, whatever happened."""
+        resource = flight.resource
+        if not isinstance(error, MosaicAuthError):
+            logger.error("fetching a token for resource %r failed", resource, exc_info=error)
+            wrapped = TokenRequestError(
+                f"fetching a token for resource {resource!r} failed: {type(error).__name__}",
+                resource=resource,
+            )
+            wrapped.__cause__ = error
+            error = wrapped
+        retry_after = error.retry_after if isinstance(error, TokenRequestError) else None
+        pause = self._states.failed(flight, error, retry_after)
+        if pause is not None:
+            self._telemetry.report(
                 AuthEvent(
                     "token_refresh_failed",
                     resource,
-                    status_code=error.status_code,
+                    status_code=getattr(error, "status_code", None),
                     error=type(error).__name__,
-                    retry_in=wait,
+                    retry_in=pause,
+                    expires_in=self._states.expires_in(resource),
                 ),
-                logging.WARNING,
-                "could not refresh the token for resource %r; serving the current one, "
-                "usable for %.0f s more, and trying again in %.0f s (%s)",
-                resource,
-                entry.usable_until - self._clock(),
-                wait,
                 error,
             )
-            return None
-        self._telemetry.refreshes += 1
-        self._telemetry.emit(
-            AuthEvent("token_refreshed", resource),
-            logging.INFO,
-            "refreshed the token for resource %r ahead of expiry (%.0f s were left)",
-            resource,
-            entry.usable_until - self._clock(),
-        )
-        return token
 
-    async def _refresh_in_background(self, resource: str | None, entry: _Entry) -> None:
-        if resource in self._flights or self._entries.get(resource) is not entry:
-            return  # a fetch or another refresh got there first
-        try:
-            await self._refresh(resource)
-        except Exception:
-            # A background failure must not tear down the caller's task group: the next
-            # request will fetch in the foreground and see the error itself.
-            logger.exception("refreshing the token for resource %r failed", resource)
-
-    async def _fly(self, resource: str | None, work: Awaitable[AccessToken]) -> AccessToken:
-        """Run `work` as the flight for `resource`, for whoever joins it meanwhile."""
-        flight = self._flights[resource] = _Flight()
-        try:
-            flight.token = await work
-        except Exception as error:
-            flight.error = error
-            raise
-        finally:
-            del self._flights[resource]
-            flight.done.set()
-        return flight.token
-
-    async def _obtain(
-        self, resource: str | None, *, fresh: bool, max_attempts: int | None = None
-    ) -> AccessToken:
-        """A token from the shared cache if it has a good one, else from the endpoint."""
-        token = await self._from_cache(resource, fresh=fresh)
-        if token is None:
-            token = await self.endpoint.request_token(resource, max_attempts=max_attempts)
-            self._entries[resource] = self._entry_for(token)
-            if self._cache is not None:
-                await self._shared(self._cache.set(self._key(resource), token), None, "store")
-        return token
-
-    async def _from_cache(self, resource: str | None, *, fresh: bool) -> AccessToken | None:
-        """A token from the shared cache, if there is one and it is usable (or fresh)."""
+    async def _from_shared_cache(self, flight: Flight) -> AccessToken | None:
+        """The shared cache's token for `flight`, if it has one the states accept."""
         if self._cache is None:
             return None
-        token = await self._shared(self._cache.get(self._key(resource)), None, "read")
-        if token is None:
+        token = await self._shared("read", self._cache.get, self._key(flight.resource))
+        if token is None or not self._states.accepts(flight, token):
             return None
-        entry = self._entry_for(token)
-        if self._clock() >= (entry.refresh_at if fresh else entry.usable_until):
-            return None
-        self._entries[resource] = entry
         return token
 
-    async def _shared(self, call: Awaitable[_T], fallback: _T, action: str) -> _T:
-        """Await a shared-cache call; if the cache fails, log it and go on without it.
+    async def _shared(
+        self, action: str, call: Callable[..., Awaitable[_T]], *args: object
+    ) -> _T | None:
+        """``call(*args)`` on the shared cache; if the cache fails, log it and go on without.
 
         A shared cache outage must not fail requests: tokens are fetched directly instead.
         """
         try:
-            return await call
+            return await call(*args)
         except Exception:
-            logger.exception("the token cache failed to %s a token; going on without it", action)
-            return fallback
-
-    def _entry_for(self, token: AccessToken) -> _Entry:
-        leeway = self.leeway
-        if token.lifetime is not None:
-            leeway = min(leeway, token.lifetime / 2)
-        usable_until = token.expires_at - leeway
-        window = self.refresh_window
-        if token.issued_at is not None:
-            window = min(window, (usable_until - token.issued_at) / 2)
-        return _Entry(token, refresh_at=usable_until - window, usable_until=usable_until)
+            logger.warning(
+                "the token cache failed to %s a token; going on without it", action, exc_info=True
+            )
+            return None
 
     def _key(self, resource: str | None) -> CacheKey:
-        return CacheKey(self.endpoint.token_url, self.endpoint.client_id, resource)
+        return CacheKey(self._endpoint.token_url, self._endpoint.client_id, resource)
+
+
+def _copy_of(error: MosaicAuthError) -> MosaicAuthError:
+    """`error` again, for one more waiter: one exception object raised in many tasks would
+    gather all their tracebacks."""
+    duplicate = copy.copy(error)
+    duplicate.__cause__ = error.__cause__
+    duplicate.__suppress_context__ = True
+    return duplicate
+
+
+def _held_back(error: TokenRequestError, retry_in: float) -> TokenRequestError:
+    """The error for a caller while the token endpoint's ``Retry-After`` lasts."""
+    held = TokenRequestError(
+        f"not asking the token endpoint for a token for resource {error.resource!r} for "
+        f"{retry_in:.0f} s more, as it asked: {error}",
+        status_code=error.status_code,
+        error=error.error,
+        error_description=error.error_description,
+        resource=error.resource,
+        retry_after=retry_in,
+    )
+    held.__cause__ = error.__cause__
+    return held

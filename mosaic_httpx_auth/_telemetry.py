@@ -26,11 +26,13 @@ class AuthEvent:
 
     Never carries a secret or a token.
 
-    - ``token_fetched``: a token request succeeded; `duration` covers every attempt.
+    - ``token_fetched``: a token request succeeded; `duration` covers every attempt and
+      `expires_in` is the new token's lifetime.
     - ``token_request_failed``: one attempt failed; `retry_in` is the wait before the next
       attempt, None when the fetch gives up.
     - ``token_refreshed``: a token was replaced ahead of its expiry, while still in use.
-    - ``token_refresh_failed``: refreshing a still-valid token failed, which stays in use.
+    - ``token_refresh_failed``: refreshing a still-valid token failed; it stays in use for
+      `expires_in` seconds more, and the next refresh waits `retry_in` seconds.
     - ``unauthorized_retry``: the API answered 401 and the request is retried once.
     """
 
@@ -41,6 +43,7 @@ class AuthEvent:
     status_code: int | None = None
     error: str | None = None
     retry_in: float | None = None
+    expires_in: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +64,20 @@ class AuthStats:
     """Refreshes that failed while the current token was still valid and kept being served."""
 
 
+# The counter each event adds one to.
+_COUNTERS: dict[EventName, str] = {
+    "token_request_failed": "token_errors",
+    "token_refreshed": "refreshes",
+    "token_refresh_failed": "stale_served",
+    "unauthorized_retry": "unauthorized_retries",
+}
+
+
 class Telemetry:
-    """Counts, logs and forwards what the request flow, store and endpoint report."""
+    """Counts, logs and forwards what the request flow, store and endpoint report.
+
+    `report` is the one place an event becomes a counter, a log line and a hook call.
+    """
 
     def __init__(self, on_event: Callable[[AuthEvent], object] | None = None) -> None:
         self.on_event = on_event
@@ -83,9 +98,17 @@ class Telemetry:
             stale_served=self.stale_served,
         )
 
-    def emit(self, event: AuthEvent, level: int, message: str, *arguments: object) -> None:
-        """Log `message` at `level` and pass `event` to the hook; a failing hook is logged."""
-        logger.log(level, message, *arguments)
+    def report(self, event: AuthEvent, detail: object = None) -> None:
+        """Count `event`, log it (with `detail`: the error, or the request retried), and pass
+        it to the hook; a failing hook is logged."""
+        counter = _COUNTERS.get(event.name)
+        if counter is not None:
+            setattr(self, counter, getattr(self, counter) + 1)
+        level = _LEVELS[event.name]
+        if event.name == "token_request_failed" and event.retry_in is not None:
+            level = logging.INFO  # not a failure yet: the next attempt may well succeed
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s", log_line(event, detail))
         if self.on_event is None:
             return
         try:
@@ -93,3 +116,38 @@ class Telemetry:
         except Exception:
             # A metrics hook must never break the requests it observes.
             logger.exception("the on_event hook raised on a %s event", event.name)
+
+
+_LEVELS: dict[EventName, int] = {
+    "token_fetched": logging.INFO,
+    "token_request_failed": logging.WARNING,
+    "token_refreshed": logging.INFO,
+    "token_refresh_failed": logging.WARNING,
+    "unauthorized_retry": logging.INFO,
+}
+
+
+def log_line(event: AuthEvent, detail: object = None) -> str:
+    """The log line for `event`: what happened to which resource's token, and what comes next."""
+    resource = event.resource
+    if event.name == "token_fetched":
+        attempts = "1 attempt" if event.attempt == 1 else f"{event.attempt} attempts"
+        return (
+            f"fetched a token for resource {resource!r} in {event.duration or 0:.3f} s "
+            f"({attempts}), expiring in {event.expires_in or 0:.0f} s"
+        )
+    if event.name == "token_request_failed":
+        then = "" if event.retry_in is None else f"; retrying in {event.retry_in:.2f} s"
+        return f"token request {event.attempt} for resource {resource!r} failed ({detail}){then}"
+    if event.name == "token_refreshed":
+        return (
+            f"refreshed the token for resource {resource!r} ahead of expiry "
+            f"({event.expires_in or 0:.0f} s were left)"
+        )
+    if event.name == "token_refresh_failed":
+        return (
+            f"could not refresh the token for resource {resource!r}; serving the current one, "
+            f"usable for {event.expires_in or 0:.0f} s more, and trying again in "
+            f"{event.retry_in or 0:.0f} s ({detail})"
+        )
+    return f"retrying {detail} once with a new token for resource {resource!r} after HTTP 401"

@@ -41,7 +41,7 @@ import enum
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._exceptions import TokenRequestError
 
@@ -76,13 +76,14 @@ class Flight:
     """One token request under way for a resource (with its retries), and its outcome.
 
     `owner` is the event loop (or thread) that runs it: a flight is only joined from there.
-    `done` is the driver's completion signal; these rules never touch it.
+    `done` is the driver's completion signal (an `anyio.Event` on an event loop); these rules
+    never touch it.
     """
 
     resource: str | None
     purpose: Purpose
     owner: object
-    done: object = None
+    done: Any = None
     waited_on: bool = False
     """Whether a caller waits for it, so that it deserves every attempt the policy allows."""
     attempt: int = 0
@@ -201,15 +202,14 @@ class TokenStates:
             if phase is Phase.STALE:
                 record.flight = Flight(resource, "refresh", owner)
                 return Step(token=record.entry.token, start=record.flight)
-            if phase is Phase.FETCHING:
-                assert record.flight is not None
+            if phase is Phase.FETCHING and record.flight is not None:
                 record.flight.waited_on = True
                 return Step(flight=record.flight)
             if phase is Phase.BACKING_OFF:
                 if now < record.entry.usable_until:
                     return Step(token=record.entry.token)
-                assert record.error is not None
-                return Step(error=record.error, retry_in=record.retry_at - now)
+                if record.error is not None:
+                    return Step(error=record.error, retry_in=record.retry_at - now)
             record.flight = Flight(resource, "fetch", owner, waited_on=True)
             return Step(flight=record.flight, start=record.flight)
 
@@ -239,8 +239,11 @@ class TokenStates:
             record.received_at = self._clock()
             record.retry_at, record.error = -math.inf, None
 
-    def failed(self, flight: Flight, error: MosaicAuthError, retry_after: float | None) -> bool:
-        """`flight` gave up with `error`; True when a still-usable token goes on being served.
+    def failed(
+        self, flight: Flight, error: MosaicAuthError, retry_after: float | None
+    ) -> float | None:
+        """`flight` gave up with `error`. Returns the pause before the next refresh when a
+        still-usable token goes on being served (stale-if-error), else None.
 
         `retry_after` (the endpoint's ``Retry-After``) holds every token request back for that
         long; a failed refresh also rests `refresh_retry_interval` seconds.
@@ -249,16 +252,17 @@ class TokenStates:
             record = self._records[flight.resource]
             flight.error = error
             if record.flight is not flight:
-                return False
+                return None
             record.flight = None
             now = self._clock()
             serving_stale = now < record.entry.usable_until
             pause = retry_after or 0.0
             if serving_stale:
                 pause = max(pause, self.refresh_retry_interval)
-            if pause > 0 and isinstance(error, TokenRequestError):
-                record.retry_at, record.error = now + pause, error
-            return serving_stale
+            if pause > 0:
+                record.retry_at = now + pause
+                record.error = error if isinstance(error, TokenRequestError) else None
+            return pause if serving_stale else None
 
     def abandoned(self, flight: Flight) -> None:
         """`flight` ended without an outcome (its event loop closed, or it was cancelled)."""

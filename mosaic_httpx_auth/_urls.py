@@ -1,4 +1,4 @@
-"""The URLs MosaicAuth is given: checked once, and the token URL worked out from the region."""
+"""The URLs MosaicAuth is given: checked once, and those not given worked out from the others."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import httpx
 
 from ._exceptions import ConfigurationError
 from ._security import allows_credentials, insecure_transport
-from ._services import REGION_HOSTS, TOKEN_PATH
+from ._services import DEFAULT_REGION, REGION_HOSTS, TOKEN_PATH
 
 
 def absolute_url(text: str, *, setting: str) -> httpx.URL:
@@ -28,18 +28,25 @@ def absolute_url(text: str, *, setting: str) -> httpx.URL:
     return url
 
 
-def mosaic_urls(region: str, base_url: str | None, token_url: str | None) -> tuple[str, str]:
-    """The API base URL and token URL: `token_url` wins over `base_url`, which wins over
-    `region`. Credentials may go to the token URL only over HTTPS (or to loopback)."""
-    if region not in REGION_HOSTS:
+def mosaic_urls(region: str | None, base_url: str | None, token_url: str | None) -> tuple[str, str]:
+    """The API base URL and token URL. The base URL is `base_url`, else `region`'s host, else
+    the origin of `token_url`, else the US host; the token URL is `token_url`, else the base
+    URL's ``/oidc/token``. Credentials may go to the token URL only over HTTPS (or to loopback).
+    """
+    if region is not None and region not in REGION_HOSTS:
         raise ConfigurationError(
             f"region {region!r} is not one of {', '.join(REGION_HOSTS)}", setting="region"
         )
+    token = absolute_url(token_url, setting="token_url") if token_url else None
     if base_url is None:
-        base_url = REGION_HOSTS[region]
+        if region is None and token is not None:
+            # A token URL in the EU means APIs in the EU: the US host would get no token.
+            base_url = f"{token.scheme}://{token.netloc.decode('ascii')}"
+        else:
+            base_url = REGION_HOSTS[region or DEFAULT_REGION]
     base_url = str(absolute_url(base_url, setting="base_url")).rstrip("/")
-    setting = "token_url" if token_url else "base_url"
-    token = absolute_url(token_url or base_url + TOKEN_PATH, setting=setting)
+    setting = "token_url" if token else "base_url"
+    token = token or absolute_url(base_url + TOKEN_PATH, setting=setting)
     if not allows_credentials(token):
         raise insecure_transport(token, "client credentials", setting=setting)
     return base_url, str(token)

@@ -12,8 +12,16 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from mosaic_httpx_auth import MosaicAuth
+from mosaic_httpx_auth._client_auth import ClientSecretPost
+from mosaic_httpx_auth._endpoint import TokenEndpoint
+from mosaic_httpx_auth._retry import RetryPolicy
+from mosaic_httpx_auth._store import TokenStore
+from mosaic_httpx_auth._telemetry import Telemetry
+from mosaic_httpx_auth._token_states import TokenStates
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     import anyio
 
 TOKEN_URL = "https://api.transmitsecurity.io/oidc/token"
@@ -58,6 +66,7 @@ class FakeMosaic:
         self.clock = clock
         self.lifetime = lifetime
         self.forms: list[dict[str, str]] = []
+        self.token_request_headers: list[httpx.Headers] = []
         self.token_requests: Counter[str | None] = Counter()
         self.api_requests: list[httpx.Request] = []
         self.api_authorizations: list[str] = []
@@ -100,6 +109,7 @@ class FakeMosaic:
     async def _token(self, request: httpx.Request) -> httpx.Response:
         form = dict(parse_qsl((await request.aread()).decode()))
         self.forms.append(form)
+        self.token_request_headers.append(request.headers)
         resource = form.get("resource")
         self.token_requests[resource] += 1
         self.clock.advance(self.latency)
@@ -118,3 +128,26 @@ class FakeMosaic:
         return httpx.Response(
             200, json={"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime}
         )
+
+
+def token_store(
+    http_client: httpx.AsyncClient,
+    *,
+    clock: FakeClock,
+    sleep: Callable[[float], Awaitable[None]],
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+    **policy: Any,
+) -> TokenStore:
+    """A token store asking `http_client` for tokens with the retry `policy`, waiting between
+    attempts with `sleep` instead of real time."""
+    retry = RetryPolicy(**policy)
+    endpoint = TokenEndpoint(
+        token_url=TOKEN_URL,
+        client_auth=ClientSecretPost(client_id, client_secret),
+        http_client=http_client,
+        clock=clock,
+        retry=retry,
+    )
+    states = TokenStates(leeway=60.0, refresh_window=300.0, retry=retry, clock=clock)
+    return TokenStore(endpoint, states, telemetry=Telemetry(), clock=clock, sleep=sleep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import TYPE_CHECKING
 
@@ -11,11 +12,14 @@ import pytest
 
 from mosaic_httpx_auth import (
     AccessToken,
+    CacheKey,
     ConfigurationError,
+    MemoryTokenCache,
     MosaicAuth,
     TokenRequestError,
     UnsupportedClientError,
 )
+from mosaic_httpx_auth._token_states import REFUSAL_COOLDOWN
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, VERIFY, FakeClock, FakeMosaic
 
@@ -134,8 +138,11 @@ async def test_a_streamed_body_is_not_sent_twice(mosaic: FakeMosaic) -> None:
     assert mosaic.token_requests[None] == 1
 
 
-async def test_a_body_the_transport_kept_is_replayed(mosaic: FakeMosaic) -> None:
-    """A streamed body that the transport read into memory is sent again after a 401."""
+async def test_a_streamed_body_is_never_replayed_whatever_the_transport(
+    mosaic: FakeMosaic,
+) -> None:
+    """A transport that read a streamed body into memory as it sent it (MockTransport) gets the
+    same answer as a socket: no replay. The refused token is dropped all the same."""
 
     async def body() -> AsyncIterator[bytes]:
         yield b"chunk"
@@ -144,23 +151,159 @@ async def test_a_body_the_transport_kept_is_replayed(mosaic: FakeMosaic) -> None
         await client.get(f"{API}/cis/v1/users")
         mosaic.revoke_all()
         response = await client.post(f"{API}/cis/v1/users", content=body())
-    assert response.status_code == 200
-    assert mosaic.api_requests[-1].content == b"chunk"
+        assert response.status_code == 401
+        assert len(mosaic.api_requests) == 2
+        assert (await client.get(f"{API}/cis/v1/users")).status_code == 200
     assert mosaic.token_requests[None] == 2
 
 
+async def test_a_files_upload_refused_with_401_is_not_replayed(mosaic: FakeMosaic) -> None:
+    """A multipart upload is streamed, so a 401 to it comes back as is, on any transport."""
+    async with mosaic.api_client(mosaic.auth()) as client:
+        await client.get(f"{API}/cis/v1/users")
+        mosaic.revoke_all()
+        response = await client.post(f"{API}/cis/v1/users", files={"doc": io.BytesIO(b"abc")})
+    assert response.status_code == 401
+    assert len(mosaic.api_requests) == 2
+
+
 async def test_a_401_keeps_a_newer_token_fetched_meanwhile(mosaic: FakeMosaic) -> None:
-    """A 401 for an old token does not discard the newer token another request already got."""
+    """Two requests sent with the same token both meet 401: the first one's retry fetches a
+    new token, and the second one's 401 retries with it instead of discarding it."""
     auth = mosaic.auth()
-    old = await auth.get_token()
-    mosaic.revoke_all()
-    # Another request meets the 401 first and replaces the token.
-    store = auth._store
-    await store.invalidate(None, old)
-    newer = await auth.get_token()
-    # Now the stale request's 401 arrives: it must not discard `newer`.
-    await store.invalidate(None, old)
-    assert await auth.get_token() is newer
+    first = auth.async_auth_flow(httpx.Request("GET", f"{API}/cis/v1/a"))
+    second = auth.async_auth_flow(httpx.Request("GET", f"{API}/cis/v1/b"))
+    sent_first, sent_second = await first.__anext__(), await second.__anext__()
+    old = sent_first.headers["Authorization"]
+    assert sent_second.headers["Authorization"] == old
+    retried_first = await first.asend(httpx.Response(401, request=sent_first))
+    newer = retried_first.headers["Authorization"]
+    assert newer != old
+    retried_second = await second.asend(httpx.Response(401, request=sent_second))
+    assert retried_second.headers["Authorization"] == newer
+    assert mosaic.token_requests[None] == 2
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_a_401_to_a_request_that_carried_no_token_keeps_the_token(
+    mosaic: FakeMosaic,
+) -> None:
+    """A 401 whose request is not the one that carried the token (a redirect to another host,
+    which got none) drops nothing and is not retried."""
+    auth = mosaic.auth()
+    flow = auth.async_auth_flow(httpx.Request("GET", f"{API}/cis/v1/a"))
+    sent = await flow.__anext__()
+    elsewhere = httpx.Request("GET", "https://elsewhere.example/login")
+    with pytest.raises(StopAsyncIteration):
+        await flow.asend(httpx.Response(401, request=elsewhere))
+    assert auth._store.fresh_token(None) is not None
+    assert sent.headers["Authorization"] == auth._store.fresh_token(None).authorization  # type: ignore[union-attr]
+    assert mosaic.token_requests[None] == 1
+
+
+async def test_a_redirect_to_a_host_answering_401_does_not_hammer_the_endpoint(
+    mosaic: FakeMosaic,
+) -> None:
+    """With follow_redirects, 20 calls redirected to a host that answers 401 share one token."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "elsewhere.example":
+            return httpx.Response(401)
+        if request.url.path == "/cis/v1/moved":
+            return httpx.Response(302, headers={"Location": "https://elsewhere.example/x"})
+        return await mosaic.handle(request)
+
+    client = httpx.AsyncClient(
+        auth=mosaic.auth(), transport=httpx.MockTransport(handle), follow_redirects=True
+    )
+    async with client:
+        statuses = [(await client.get(f"{API}/cis/v1/moved")).status_code for _ in range(20)]
+    assert statuses == [401] * 20
+    assert mosaic.token_requests[None] == 1
+
+
+async def test_an_api_that_refuses_every_token_does_not_hammer_the_endpoint(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """When even a brand-new token is refused, it is kept: 20 calls cost 2 token requests, and
+    a refusal after the cooldown tries one new token again."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oidc/token":
+            return await mosaic.handle(request)
+        return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
+
+    client = httpx.AsyncClient(auth=mosaic.auth(), transport=httpx.MockTransport(handle))
+    async with client:
+        statuses = [(await client.get(f"{API}/cis/v1/x")).status_code for _ in range(20)]
+        assert statuses == [401] * 20
+        assert mosaic.token_requests[None] == 2
+        clock.advance(REFUSAL_COOLDOWN)
+        await client.get(f"{API}/cis/v1/x")
+    assert mosaic.token_requests[None] == 3
+
+
+async def test_a_401_during_a_refresh_gets_the_full_retry_policy(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """A request refused while a refresh is under way waits on that refresh, which then
+    retries its 503 with every attempt allowed instead of failing the request."""
+    auth = mosaic.auth(backoff=0)
+    async with mosaic.api_client(auth) as client:
+        await client.get(f"{API}/cis/v1/x")
+        clock.advance(3600 - 60 - 100)
+        mosaic.gate = anyio.Event()
+        mosaic.queued_responses.append(httpx.Response(503, json={"message": "busy"}))
+        mosaic.revoke_all()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tasks:
+                responses: list[httpx.Response] = []
+
+                async def call() -> None:
+                    responses.append(await client.get(f"{API}/cis/v1/x"))
+
+                tasks.start_soon(call)
+                await anyio.wait_all_tasks_blocked()
+                mosaic.gate.set()
+    assert [response.status_code for response in responses] == [200]
+    assert mosaic.token_requests[None] == 3
+
+
+class _HeldDiscardCache(MemoryTokenCache):
+    """A shared cache whose discards take as long as a test says, like a slow network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = anyio.Event()
+
+    async def discard(self, key: CacheKey, token: AccessToken) -> None:
+        await self.release.wait()
+        await super().discard(key, token)
+
+
+async def test_a_revoked_token_is_never_read_back_from_a_slow_shared_cache(
+    mosaic: FakeMosaic,
+) -> None:
+    """While the shared cache is still discarding a refused token, a fetch that reads the
+    cache turns that token down and gets a new one: the revoked token is never sent again."""
+    cache = _HeldDiscardCache()
+    async with mosaic.api_client(mosaic.auth(cache=cache)) as client:
+        await client.get(f"{API}/cis/v1/x")
+        revoked = mosaic.api_authorizations[-1]
+        mosaic.revoke_all()
+        statuses: list[int] = []
+
+        async def call() -> None:
+            statuses.append((await client.get(f"{API}/cis/v1/x")).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(call)
+            await anyio.wait_all_tasks_blocked()  # refused, and stuck discarding
+            await call()
+            cache.release.set()
+    assert statuses == [200, 200]
+    assert mosaic.api_authorizations.count(revoked) == 2
     assert mosaic.token_requests[None] == 2
 
 
@@ -223,7 +366,7 @@ async def test_aclose_closes_only_the_http_client_it_opened() -> None:
     await callers_client.aclose()
 
     auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET)
-    own = auth._store.endpoint._client()
+    own = await auth._endpoint._client()
     await auth.aclose()
     assert own.is_closed
 
@@ -245,7 +388,7 @@ async def test_warm_path_neither_waits_nor_locks(mosaic: FakeMosaic) -> None:
 
 
 async def test_secret_and_tokens_stay_out_of_logs_and_reprs(
-    mosaic: FakeMosaic, caplog: pytest.LogCaptureFixture
+    mosaic: FakeMosaic, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """At DEBUG, no log line, repr or error message shows the client secret or a token."""
     caplog.set_level(logging.DEBUG)
@@ -259,6 +402,7 @@ async def test_secret_and_tokens_stay_out_of_logs_and_reprs(
                 401, json={"error": "invalid_client", "error_description": CLIENT_SECRET}
             )
         )
+        clock.advance(REFUSAL_COOLDOWN)
         mosaic.revoke_all()
         with pytest.raises(TokenRequestError) as caught:
             await client.get(f"{API}/risk/v1/c")

@@ -235,7 +235,7 @@ def test_generated_key_pairs_sign_and_publish_only_the_public_key(algorithm: str
     assert "d" not in public
     assert "PRIVATE" not in repr(pair)
     auth = MosaicAuth(CLIENT_ID, private_key=pair.private_key_pem, signing_algorithm=algorithm)
-    assertion = auth._store.endpoint.client_auth.credentials(auth.token_url).form
+    assertion = auth._endpoint.client_auth.credentials(auth.token_url).form
     assert (
         decode_assertion(assertion["client_assertion"], pair.public_jwks).header["kid"]
         == pair.key_id
@@ -287,6 +287,6 @@ async def test_an_echoed_assertion_is_redacted_from_errors() -> None:
 def test_token_request_credentials_hide_secrets_in_their_repr() -> None:
     """The credentials a method adds to a request never show in a repr (e.g. in tracebacks)."""
     auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, client_auth="client_secret_basic")
-    credentials = auth._store.endpoint.client_auth.credentials(auth.token_url)
+    credentials = auth._endpoint.client_auth.credentials(auth.token_url)
     assert CLIENT_SECRET not in repr(credentials)
     assert credentials.headers["Authorization"] not in repr(credentials)

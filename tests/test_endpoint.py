@@ -2,39 +2,48 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, quote_plus
 
 import httpx
 import pytest
 
-from mosaic_httpx_auth import TokenRequestError, TokenResponseError
-from mosaic_httpx_auth._client_auth import ClientSecretPost
-from mosaic_httpx_auth._endpoint import TokenEndpoint, parse_token_response
+from mosaic_httpx_auth import AccessToken, TokenRequestError, TokenResponseError
+from mosaic_httpx_auth._client_auth import ClientSecretBasic, ClientSecretPost
+from mosaic_httpx_auth._endpoint import MAX_RESPONSE_BYTES, TokenEndpoint, parse_token_response
 from mosaic_httpx_auth._retry import RetryPolicy
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, START, TOKEN_URL, FakeClock, make_jwt
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
+
+    from mosaic_httpx_auth._client_auth import ClientAuthentication
 
 pytestmark = pytest.mark.anyio
 
 
-def endpoint_answering(handler: Callable[[httpx.Request], httpx.Response]) -> TokenEndpoint:
-    """An endpoint client whose requests `handler` answers, making one attempt per fetch."""
+def endpoint_answering(
+    handler: Callable[[httpx.Request], httpx.Response],
+    client_auth: ClientAuthentication | None = None,
+) -> TokenEndpoint:
+    """An endpoint client whose requests `handler` answers, by default with the secret posted."""
     return TokenEndpoint(
         token_url=TOKEN_URL,
-        client_auth=ClientSecretPost(CLIENT_ID, CLIENT_SECRET),
+        client_auth=client_auth or ClientSecretPost(CLIENT_ID, CLIENT_SECRET),
         http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
         clock=FakeClock(),
-        retry=RetryPolicy(max_attempts=1),
     )
 
 
-def parse(body: Any, *, status: int = 200) -> Any:
-    response = httpx.Response(status, json=body)
-    return parse_token_response(response, resource=RISK, requested_at=START)
+def parse(body: Any, *, status: int = 200) -> AccessToken:
+    return parse_bytes(json.dumps(body).encode(), status=status)
+
+
+def parse_bytes(body: bytes, *, status: int = 200) -> AccessToken:
+    return parse_token_response(body, status_code=status, resource=RISK, requested_at=START)
 
 
 async def test_the_request_is_a_form_post_of_client_credentials() -> None:
@@ -120,14 +129,88 @@ def test_an_unusable_token_response_is_a_token_response_error(body: Any, reason:
 
 def test_a_body_that_is_not_json_is_a_token_response_error() -> None:
     """A success answer whose body is not JSON raises TokenResponseError."""
-    response = httpx.Response(200, text="<html>maintenance</html>")
-    with pytest.raises(TokenResponseError, match="not JSON"):
-        parse_token_response(response, resource=None, requested_at=START)
+    with pytest.raises(TokenResponseError, match="not a JSON object"):
+        parse_bytes(b"<html>maintenance</html>")
 
 
 def test_token_type_is_case_insensitive() -> None:
     """`token_type: bearer` in lower case is accepted, as RFC 6749 says it is."""
     assert parse({"access_token": "t", "expires_in": 5, "token_type": "bearer"}).token == "t"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"access_token": "t", "expires_in": 10**400}, "expires_in is not a positive number"),
+        ({"access_token": "t", "expires_in": -(10**400)}, "expires_in is not a positive number"),
+        ({"access_token": make_jwt(exp=10**400)}, "neither a JWT exp claim nor expires_in"),
+    ],
+)
+def test_an_integer_too_large_for_a_float_is_not_an_expiry(body: Any, reason: str) -> None:
+    """An expires_in or exp with hundreds of digits is a TokenResponseError, not OverflowError."""
+    with pytest.raises(TokenResponseError, match=reason):
+        parse(body)
+
+
+def test_an_exp_too_large_for_a_float_counts_as_missing() -> None:
+    """An exp claim with hundreds of digits leaves expires_in to say when the token expires."""
+    token = parse({"access_token": make_jwt(exp=10**400), "expires_in": 60})
+    assert token.expires_at == START + 60
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b'{"access_token": "t", "expires_in": ' + b"[" * 100_000,
+        b'{"access_token": "t", "expires_in": 60, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ],
+)
+def test_deeply_nested_json_is_a_token_response_error(body: bytes) -> None:
+    """A body nested deeper than the parser recurses is a TokenResponseError, not RecursionError."""
+    with pytest.raises(TokenResponseError, match="not a JSON object"):
+        parse_bytes(body)
+
+
+def compact_jws(header: bytes, payload: bytes) -> str:
+    """A compact JWS of `header` and `payload` as given, with a made-up signature."""
+    segments = (header, payload, b"signature")
+    return ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in segments)
+
+
+@pytest.mark.parametrize(
+    "access_token",
+    [
+        compact_jws(
+            b'{"alg": "HS256"}', b'{"exp": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        ),
+        compact_jws(b'{"alg": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b'{"exp": 1}'),
+    ],
+)
+def test_a_jwt_nested_too_deep_to_read_is_an_opaque_token(access_token: str) -> None:
+    """A JWT whose header or claims nest too deep is used as an opaque token, not RecursionError."""
+    token = parse({"access_token": access_token, "expires_in": 60})
+    assert (token.expires_at, dict(token.claims)) == (START + 60, {})
+
+
+@pytest.mark.parametrize(
+    "access_token",
+    [
+        "leaked-token-value\n",
+        "leaked token value",
+        "leaked-token-value\r\nX-Injected: 1",
+        "leaked-token-\x00value",
+        "leaked-tökén-value",
+        "leaked=token-value",
+        "Bearer leaked-token-value",
+    ],
+)
+def test_an_access_token_a_header_cannot_carry_is_refused_unechoed(access_token: str) -> None:
+    """An access_token outside RFC 6750's b64token syntax is a TokenResponseError that does not
+    repeat it, rather than a cached token that breaks every API request."""
+    with pytest.raises(TokenResponseError, match="b64token") as caught:
+        parse({"access_token": access_token, "expires_in": 60})
+    assert "leaked" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -195,6 +278,66 @@ async def test_a_secret_echoed_by_the_server_is_redacted() -> None:
     assert CLIENT_SECRET not in str(caught.value)
 
 
+# Characters that form-urlencoding, percent-encoding and JSON each write differently.
+ODD_SECRET = 'a+b&c/d=e f"g'
+
+
+@pytest.mark.parametrize(
+    ("client_auth", "echo"),
+    [
+        pytest.param(ClientSecretPost, lambda request: ODD_SECRET, id="post-raw"),
+        pytest.param(ClientSecretPost, lambda request: quote_plus(ODD_SECRET), id="post-form"),
+        pytest.param(ClientSecretPost, lambda request: request.content.decode(), id="post-body"),
+        pytest.param(ClientSecretPost, lambda request: quote(ODD_SECRET), id="post-percent"),
+        pytest.param(
+            ClientSecretPost, lambda request: quote(ODD_SECRET, safe=""), id="post-percent-all"
+        ),
+        pytest.param(
+            ClientSecretPost, lambda request: quote_plus(ODD_SECRET).lower(), id="post-lowercase"
+        ),
+        pytest.param(ClientSecretPost, lambda request: json.dumps(ODD_SECRET), id="post-json"),
+        pytest.param(ClientSecretBasic, lambda request: ODD_SECRET, id="basic-raw"),
+        pytest.param(ClientSecretBasic, lambda request: quote_plus(ODD_SECRET), id="basic-form"),
+        pytest.param(
+            ClientSecretBasic,
+            lambda request: request.headers["Authorization"].removeprefix("Basic "),
+            id="basic-credential",
+        ),
+        pytest.param(
+            ClientSecretBasic,
+            lambda request: base64.b64decode(
+                request.headers["Authorization"].removeprefix("Basic ")
+            ).decode(),
+            id="basic-decoded",
+        ),
+    ],
+)
+async def test_a_secret_echoed_in_any_encoding_is_redacted(
+    client_auth: Callable[[str, str], ClientAuthentication],
+    echo: Callable[[httpx.Request], str],
+) -> None:
+    """An error text that repeats the secret urlencoded, JSON-escaped or as the Basic credential
+    carries none of those forms into the error."""
+    echoed: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        echoed.append(echo(request))
+        description = f"bad client credentials {echoed[-1]} !"
+        return httpx.Response(
+            401, json={"error": "invalid_client", "error_description": description}
+        )
+
+    endpoint = endpoint_answering(handler, client_auth(CLIENT_ID, ODD_SECRET))
+    with pytest.raises(TokenRequestError) as caught:
+        await endpoint.request_token(None)
+    (form,) = echoed
+    for text in (str(caught.value), caught.value.error_description or ""):
+        assert ODD_SECRET not in text
+        assert form not in text
+        assert quote_plus(ODD_SECRET) not in text
+    assert "[secret]" in str(caught.value)
+
+
 def test_endpoint_repr_hides_the_secret() -> None:
     """The endpoint's repr names the URL and client id, not the secret."""
     text = repr(endpoint_answering(lambda request: httpx.Response(500)))
@@ -225,3 +368,22 @@ async def test_an_httpx_timeout_is_reported_as_one() -> None:
 
     with pytest.raises(TokenRequestError, match="did not answer within 10 s"):
         await endpoint_answering(handler).request_token(None)
+
+
+# Cut off mid-stream, httpx's own nested generators are left for the collector, which trio
+# reports; what this test pins is how much was read.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_an_endless_token_response_is_read_only_so_far() -> None:
+    """A streamed answer with no length is cut off once past the bound, not read to its end."""
+    pulled: list[int] = []
+
+    class Endless(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            while True:
+                pulled.append(1)
+                yield b" " * 65536
+
+    endpoint = endpoint_answering(lambda request: httpx.Response(200, stream=Endless()))
+    with pytest.raises(TokenResponseError, match="more than 256 KiB"):
+        await endpoint.request_token(RISK)
+    assert len(pulled) <= MAX_RESPONSE_BYTES // 65536 + 1

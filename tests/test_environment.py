@@ -82,7 +82,7 @@ async def test_a_private_key_means_private_key_jwt(
         monkeypatch.setenv(source, KEY.private_key_pem.decode())
     async with MosaicAuth.from_env() as auth:
         assert "client_auth='private_key_jwt'" in repr(auth)
-        assert auth._store.endpoint.client_auth.key_id == "my-kid"  # type: ignore[attr-defined]
+        assert auth._endpoint.client_auth.key_id == "my-kid"  # type: ignore[attr-defined]
 
 
 async def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,10 +13,12 @@ from urllib.parse import parse_qsl
 import anyio
 import httpx
 import pytest
+import trio
 
-from mosaic_httpx_auth import MosaicAuth
+from mosaic_httpx_auth import AuthEvent, MosaicAuth, TokenResponseError
+from mosaic_httpx_auth._token_states import REFUSAL_COOLDOWN
 
-from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, make_jwt
+from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, FakeClock, make_jwt
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,6 +34,12 @@ class _Mosaic(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.token_requests = 0
         self.valid_tokens: set[str] = set()
+        self.token_status = 200
+        """What the token endpoint answers: 200 with a token, or this status."""
+        self.huge_token_response = False
+        """Answer token requests with a 512 MiB body, counting what was sent."""
+        self.bytes_sent = 0
+        self.api_requests = 0
 
     @property
     def base_url(self) -> str:
@@ -43,9 +53,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path != "/oidc/token":
+            self.do_GET()
+            return
         form = dict(parse_qsl(body.decode()))
-        if self.path != "/oidc/token" or form.get("client_secret") != CLIENT_SECRET:
+        if form.get("client_secret") != CLIENT_SECRET:
             self._answer(401, {"error": "invalid_client"})
+            return
+        if self.server.huge_token_response:
+            self._answer_huge()
+            return
+        if self.server.token_status != 200:
+            self._answer(self.server.token_status, {"message": "down"})
             return
         token = make_jwt(aud=form.get("resource", "userid-api"), exp=4_000_000_000)
         with self.server.lock:
@@ -54,6 +73,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
 
     def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.api_requests += 1
         _, _, token = self.headers.get("Authorization", "").partition("Bearer ")
         with self.server.lock:
             valid = token in self.server.valid_tokens
@@ -69,6 +90,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _answer_huge(self) -> None:
+        chunk = b" " * 65536
+        size = 512 * 1024 * 1024
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        try:
+            while self.server.bytes_sent < size:
+                self.wfile.write(chunk)
+                self.server.bytes_sent += len(chunk)
+        except OSError:
+            self.close_connection = True  # the client hung up, as it should
 
     def log_message(self, format: str, *args: object) -> None:
         """Keep the test output quiet."""
@@ -106,3 +141,92 @@ async def test_concurrent_requests_over_loopback_share_one_token(server: _Mosaic
         statuses.append((await client.get("/risk/v1/after-revocation")).status_code)
     assert statuses == [200] * 51
     assert server.token_requests == 2
+
+
+def test_one_auth_serves_one_event_loop_after_another(server: _Mosaic) -> None:
+    """One MosaicAuth, never closed, fetches tokens from asyncio.run, a second asyncio.run and
+    then trio, each over connections of its own loop."""
+    clock = FakeClock()
+    auth = MosaicAuth(
+        CLIENT_ID, CLIENT_SECRET, base_url=server.base_url, resource=RISK, clock=clock
+    )
+
+    async def call() -> int:
+        async with httpx.AsyncClient(auth=auth) as client:
+            return (await client.get(f"{server.base_url}/risk/v1/x")).status_code
+
+    statuses = [asyncio.run(call())]
+    with server.lock:
+        server.valid_tokens.clear()  # each next loop must fetch a token of its own
+    statuses.append(asyncio.run(call()))
+    clock.advance(REFUSAL_COOLDOWN)  # a revocation, not an API refusing every token
+    with server.lock:
+        server.valid_tokens.clear()
+    statuses.append(trio.run(call))
+    assert statuses == [200, 200, 200]
+    assert server.token_requests == 3
+
+
+def test_stale_if_error_holds_on_a_later_event_loop(server: _Mosaic) -> None:
+    """A token fetched on one event loop is still served on the next while its refresh fails
+    there: the failure is a token request error, handled as such."""
+    clock = FakeClock()
+    refresh_failures: list[AuthEvent] = []
+    refresh_failed: list[anyio.Event] = []
+
+    def on_event(event: AuthEvent) -> None:
+        if event.name == "token_refresh_failed":
+            refresh_failures.append(event)
+            refresh_failed[-1].set()
+
+    auth = MosaicAuth(
+        CLIENT_ID,
+        CLIENT_SECRET,
+        base_url=server.base_url,
+        resource=RISK,
+        clock=clock,
+        on_event=on_event,
+    )
+
+    async def call() -> int:
+        async with httpx.AsyncClient(auth=auth) as client:
+            return (await client.get(f"{server.base_url}/risk/v1/x")).status_code
+
+    async def call_and_wait_for_the_refresh() -> int:
+        refresh_failed.append(anyio.Event())
+        status = await call()
+        with anyio.fail_after(5):
+            await refresh_failed[-1].wait()
+        return status
+
+    assert asyncio.run(call()) == 200
+    clock.advance(3600 - 60 - 100)
+    server.token_status = 503
+    assert asyncio.run(call_and_wait_for_the_refresh()) == 200
+    assert [event.status_code for event in refresh_failures] == [503]
+    assert auth.stats().stale_served == 1
+
+
+async def test_a_files_upload_refused_over_a_socket_is_not_replayed(server: _Mosaic) -> None:
+    """Over a real socket too, a 401 to a multipart upload comes back as is: one API request."""
+    auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, base_url=server.base_url, resource=RISK)
+    async with auth, httpx.AsyncClient(auth=auth, base_url=server.base_url) as client:
+        await client.get("/risk/v1/warm")
+        with server.lock:
+            server.valid_tokens.clear()
+            server.api_requests = 0
+        response = await client.post("/risk/v1/upload", files={"doc": io.BytesIO(b"abc")})
+    assert response.status_code == 401
+    assert server.api_requests == 1
+
+
+async def test_a_huge_token_response_is_cut_off_early(server: _Mosaic) -> None:
+    """A 512 MiB answer from the token endpoint is refused after a bounded read."""
+    server.huge_token_response = True
+    auth = MosaicAuth(
+        CLIENT_ID, CLIENT_SECRET, base_url=server.base_url, resource=RISK, max_attempts=1
+    )
+    async with auth:
+        with pytest.raises(TokenResponseError, match="more than 256 KiB"):
+            await auth.get_token()
+    assert server.bytes_sent < 64 * 1024 * 1024

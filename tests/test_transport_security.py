@@ -85,6 +85,16 @@ async def test_resources_prefixes_add_their_hosts() -> None:
     assert (eu.json()["aud"], us.json()["aud"]) == (RISK, "userid-api")
 
 
+async def test_an_eu_token_url_alone_lets_tokens_go_to_eu_apis() -> None:
+    """With only an EU token_url, EU API requests get their token rather than an
+    InsecureTransportError for a host outside the US default."""
+    mosaic = FakeMosaic(FakeClock())
+    auth = mosaic.auth(token_url="https://api.eu.transmitsecurity.io/oidc/token")
+    async with mosaic.api_client(auth) as client:
+        response = await client.get("https://api.eu.transmitsecurity.io/cis/v1/users")
+    assert (auth.base_url, response.status_code) == ("https://api.eu.transmitsecurity.io", 200)
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [
