@@ -566,3 +566,27 @@ async def test_an_exception_group_from_the_block_comes_out_as_itself(
         async with emulator.auth(client):
             raise group
     assert caught.value is group
+
+
+async def test_a_long_retry_after_holds_every_token_request_back(
+    emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
+) -> None:
+    """Told 429 Retry-After: 120, 50 API calls fail at once, saying how long is left, and send
+    no token request until the 120 s have passed."""
+    emulator.fail_next_token_requests(status=429, headers={"Retry-After": "120"})
+    auth = emulator.auth(client, clock=clock)
+    async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
+        errors: list[TokenRequestError] = []
+        for _ in range(50):
+            with pytest.raises(TokenRequestError) as caught:
+                await http.get(f"{API}/cis/v1/users")
+            errors.append(caught.value)
+            clock.advance(1)
+        assert emulator.token_requests == {None: 1}
+        assert errors[0].retry_after == 120
+        assert errors[-1].retry_after == pytest.approx(71)
+        assert {error.status_code for error in errors} == {429}
+        assert "71 s more" in str(errors[-1])
+        clock.advance(71)
+        assert (await http.get(f"{API}/cis/v1/users")).status_code == 200
+    assert emulator.token_requests == {None: 2}
