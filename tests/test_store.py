@@ -221,34 +221,11 @@ async def test_single_flight_holds_across_checkpoints(mosaic: FakeMosaic) -> Non
     assert mosaic.token_requests[None] == 1
 
 
-async def test_waiters_share_a_failed_fetch_instead_of_repeating_it(mosaic: FakeMosaic) -> None:
-    """When the one fetch fails, everyone who waited for it gets its error: one request, not N."""
-    mosaic.gate = anyio.Event()
-    mosaic.queued_responses.append(httpx.Response(503, json={"message": "down", "error_code": 503}))
-    auth = mosaic.auth(max_attempts=1)
-    errors: list[TokenRequestError] = []
-
-    async def call() -> None:
-        try:
-            await auth.get_token()
-        except TokenRequestError as error:
-            errors.append(error)
-
-    async with anyio.create_task_group() as tasks:
-        for _ in range(50):
-            tasks.start_soon(call)
-        await wait_all_tasks_blocked()
-        mosaic.gate.set()
-    assert len(errors) == 50
-    assert {error.status_code for error in errors} == {503}
-    assert mosaic.token_requests[None] == 1
-
-
 async def test_each_waiter_on_a_failed_fetch_gets_an_exception_of_its_own(
     mosaic: FakeMosaic,
 ) -> None:
-    """300 waiters on one failed fetch each raise their own exception object, whose traceback
-    holds only their own frames, with the cause kept."""
+    """300 waiters on one failed fetch share its one token request, and each raises an
+    exception object of its own, whose traceback holds only its own frames."""
     mosaic.gate = anyio.Event()
     mosaic.queued_responses.append(httpx.Response(503, json={"message": "down", "error_code": 503}))
     auth = mosaic.auth(max_attempts=1)

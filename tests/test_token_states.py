@@ -6,7 +6,7 @@ import pytest
 
 from mosaic_httpx_auth import AccessToken, TokenRequestError
 from mosaic_httpx_auth._retry import RetryPolicy
-from mosaic_httpx_auth._token_states import REFUSAL_COOLDOWN, Phase, TokenStates
+from mosaic_httpx_auth._token_states import REFUSAL_COOLDOWN, Flight, Phase, TokenStates
 
 from .helpers import RISK, FakeClock
 
@@ -32,6 +32,14 @@ def fetch(rules: TokenStates, value: AccessToken) -> None:
     step = rules.demand(RISK, owner=LOOP)
     assert step.start is not None
     rules.fetched(step.start, value)
+
+
+def start_refresh(rules: TokenStates, clock: FakeClock) -> Flight:
+    """Take a fresh resource past its refresh_at and start the refresh the first demand asks."""
+    clock.advance(3300)
+    refresh = rules.demand(RISK, owner=LOOP).start
+    assert refresh is not None
+    return refresh
 
 
 def test_a_token_goes_from_empty_through_fetching_to_fresh(clock: FakeClock) -> None:
@@ -75,9 +83,7 @@ def test_a_refresh_nobody_waits_for_gets_one_attempt(clock: FakeClock) -> None:
     """A refresh gives up after its first failure: the token it replaces is still usable."""
     rules = states(clock)
     fetch(rules, token(clock))
-    clock.advance(3300)
-    refresh = rules.demand(RISK, owner=LOOP).start
-    assert refresh is not None
+    refresh = start_refresh(rules, clock)
     refresh.attempt = 1
     assert rules.attempt_failed(refresh, refusal()) is None
 
@@ -88,9 +94,7 @@ def test_a_refresh_that_callers_now_need_gets_every_attempt(clock: FakeClock) ->
     rules = states(clock)
     first = token(clock)
     fetch(rules, first)
-    clock.advance(3300)
-    refresh = rules.demand(RISK, owner=LOOP).start
-    assert refresh is not None
+    refresh = start_refresh(rules, clock)
     assert rules.refused(RISK, first)
     waiting = rules.demand(RISK, owner=LOOP)
     assert waiting.flight is refresh
@@ -105,9 +109,7 @@ def test_a_failed_refresh_serves_the_token_and_rests(clock: FakeClock) -> None:
     until the pause (the longer of the interval and Retry-After) is over."""
     rules = states(clock, refresh_retry_interval=5.0)
     fetch(rules, token(clock))
-    clock.advance(3300)
-    refresh = rules.demand(RISK, owner=LOOP).start
-    assert refresh is not None
+    refresh = start_refresh(rules, clock)
     assert rules.failed(refresh, refusal(retry_after=20), 20.0) == 20.0
     assert rules.phase(RISK) is Phase.BACKING_OFF
     clock.advance(19)
@@ -162,9 +164,7 @@ def test_a_401_for_an_older_token_keeps_the_newer_one(clock: FakeClock) -> None:
     rules = states(clock)
     old, new = token(clock, "old"), token(clock, "new", lifetime=3700)
     fetch(rules, old)
-    clock.advance(3300)
-    refresh = rules.demand(RISK, owner=LOOP).start
-    assert refresh is not None
+    refresh = start_refresh(rules, clock)
     rules.fetched(refresh, new)
     assert rules.refused(RISK, old)
     assert rules.fresh_token(RISK) == new
