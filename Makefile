@@ -42,6 +42,7 @@ coverage: $(STAMP)
 # Speed goals are shown here, not asserted by timed tests.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/warm_request.py
+	$(BIN)/python benchmarks/cold_start_stall.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
