@@ -148,14 +148,15 @@ class MosaicAuth(httpx.Auth):
             clock=clock,
             retry=retry,
         )
+        self._states = TokenStates(
+            leeway=_seconds("leeway", leeway),
+            refresh_window=_seconds("refresh_window", refresh_window),
+            retry=retry,
+            clock=clock,
+        )
         self._store = TokenStore(
             self._endpoint,
-            TokenStates(
-                leeway=_seconds("leeway", leeway),
-                refresh_window=_seconds("refresh_window", refresh_window),
-                retry=retry,
-                clock=clock,
-            ),
+            self._states,
             telemetry=self._telemetry,
             clock=clock,
             cache=cache,
@@ -196,12 +197,15 @@ class MosaicAuth(httpx.Auth):
         if origin(request.url) not in self._api_origins:
             raise foreign_host(request.url)
         resource = self._router.resource_for(request.url)
-        store = self._store
-        token = store.fresh_token(resource) or await store.usable_token(resource)
+        token = self._states.fresh_token(resource)
+        if token is None:
+            token = await self._store.usable_token(resource)
+        else:
+            self._telemetry.cache_hits += 1
         request.headers["Authorization"] = token.authorization
         # Asked before sending: some transports read a streamed body into memory as they send
         # it, and the answer must not depend on the transport.
-        replayable = _body_in_memory(request)
+        replayable = isinstance(request.stream, httpx.ByteStream)
         response = yield request
 
         # Only a 401 to the request that carried the token speaks about it: not one from a
@@ -210,13 +214,13 @@ class MosaicAuth(httpx.Auth):
             response.request.headers.get("Authorization") != token.authorization
         ):
             return
-        if not await store.refused(resource, token) or not replayable:
+        if not await self._store.refused(resource, token) or not replayable:
             return
         self._telemetry.report(
             AuthEvent("unauthorized_retry", resource, status_code=401),
             f"{request.method} {request.url.copy_with(query=None)}",
         )
-        token = await store.usable_token(resource)
+        token = await self._store.usable_token(resource)
         request.headers["Authorization"] = token.authorization
         yield request
 
@@ -270,12 +274,3 @@ def _seconds(name: str, value: float, *, positive: bool = False) -> float:
         bound = "more than zero" if positive else "zero or more"
         raise ConfigurationError(f"{name} must be {bound} seconds, not {value!r}", setting=name)
     return float(value)
-
-
-def _body_in_memory(request: httpx.Request) -> bool:
-    """Whether the body can be sent again: a streamed body is consumed by the first send."""
-    try:
-        request.content  # noqa: B018 - raises for a body that is streamed, not read
-    except httpx.RequestNotRead:
-        return False
-    return True

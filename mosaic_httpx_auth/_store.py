@@ -56,13 +56,6 @@ class TokenStore:
         self._sleep = sleep
         self._running: dict[Flight, anyio.CancelScope] = {}
 
-    def fresh_token(self, resource: str | None) -> AccessToken | None:
-        """The fresh token for `resource`, or None: the warm path, with no I/O, lock or await."""
-        token = self._states.fresh_token(resource)
-        if token is not None:
-            self._telemetry.cache_hits += 1
-        return token
-
     async def usable_token(self, resource: str | None) -> AccessToken:
         """A usable token for `resource`, waiting for a fetch if need be.
 

@@ -197,8 +197,9 @@ async def test_a_401_to_a_request_that_carried_no_token_keeps_the_token(
     elsewhere = httpx.Request("GET", "https://elsewhere.example/login")
     with pytest.raises(StopAsyncIteration):
         await flow.asend(httpx.Response(401, request=elsewhere))
-    assert auth._store.fresh_token(None) is not None
-    assert sent.headers["Authorization"] == auth._store.fresh_token(None).authorization  # type: ignore[union-attr]
+    kept = auth._states.fresh_token(None)
+    assert kept is not None
+    assert sent.headers["Authorization"] == kept.authorization
     assert mosaic.token_requests[None] == 1
 
 

@@ -275,7 +275,7 @@ async def test_a_refresh_replaces_the_token_once_it_arrives(
     await anyio.wait_all_tasks_blocked()  # lets the refresh finish
     new = await auth.get_token()
     assert new.expires_at > old.expires_at
-    assert auth._store.fresh_token(None) is new
+    assert auth._states.fresh_token(None) is new
     assert auth.stats().refreshes == 1
     assert [event.name for event in events] == ["token_fetched", "token_fetched", "token_refreshed"]
 
