@@ -177,8 +177,7 @@ class TokenStore:
             )
             wrapped.__cause__ = error
             error = wrapped
-        retry_after = error.retry_after if isinstance(error, TokenRequestError) else None
-        pause = self._states.failed(flight, error, retry_after)
+        pause = self._states.failed(flight, error)
         if pause is not None:
             self._telemetry.report(
                 AuthEvent(

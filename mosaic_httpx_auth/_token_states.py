@@ -23,9 +23,10 @@ A resource is in one phase at a time, worked out from its record and the clock::
 - REFRESHING: still usable, a refresh under way: served; nobody waits for the refresh.
 - FETCHING: no usable token, a fetch under way: callers wait for its outcome, and a refresh
   that callers now wait on gets the full retry policy instead of its single attempt.
-- BACKING_OFF: a token request failed and the next must wait until `retry_at` (Retry-After,
-  or the pause after a failed refresh): a usable token is served, otherwise callers fail at
-  once with a copy of the failure.
+- BACKING_OFF: a token request failed and the next must wait: until `retry_at`, as the
+  endpoint's Retry-After asked (a usable token is served, otherwise callers fail at once with
+  a copy of the failure), or, after a failed refresh, until `refresh_after` (the token is
+  served; a caller left with no usable token fetches at once).
 - EMPTY: no usable token and nothing under way: the first caller starts a fetch.
 
 A token expires (`usable_until`) into EMPTY, or BACKING_OFF while a pause lasts. A 401 from an
@@ -126,9 +127,11 @@ class _Record:
     entry: _Entry = _NO_ENTRY
     flight: Flight | None = None
     retry_at: float = -math.inf
-    """No token request before this: the endpoint asked to wait, or a refresh just failed."""
+    """No token request before this: the endpoint asked to wait (``Retry-After``)."""
     error: TokenRequestError | None = None
     """The failure that set `retry_at`."""
+    refresh_after: float = -math.inf
+    """No refresh before this: the last one failed, and the token is served meanwhile."""
     refusal_pending: bool = False
     """Whether an API refused the last token, and no new one has arrived since."""
     answers_refusal: bool = False
@@ -145,7 +148,9 @@ class _Record:
             return Phase.BACKING_OFF
         if not usable:
             return Phase.EMPTY
-        return Phase.FRESH if now < self.entry.refresh_at else Phase.STALE
+        if now < self.entry.refresh_at:
+            return Phase.FRESH
+        return Phase.BACKING_OFF if now < self.refresh_after else Phase.STALE
 
 
 class TokenStates:
@@ -237,16 +242,14 @@ class TokenStates:
             record.entry = self._entry_for(token)
             record.answers_refusal, record.refusal_pending = record.refusal_pending, False
             record.received_at = self._clock()
-            record.retry_at, record.error = -math.inf, None
+            record.retry_at, record.error, record.refresh_after = -math.inf, None, -math.inf
 
-    def failed(
-        self, flight: Flight, error: MosaicAuthError, retry_after: float | None
-    ) -> float | None:
+    def failed(self, flight: Flight, error: MosaicAuthError) -> float | None:
         """`flight` gave up with `error`. Returns the pause before the next refresh when a
         still-usable token goes on being served (stale-if-error), else None.
 
-        `retry_after` (the endpoint's ``Retry-After``) holds every token request back for that
-        long; a failed refresh also rests `refresh_retry_interval` seconds.
+        A ``Retry-After`` holds every token request back for that long; a failed refresh also
+        rests `refresh_retry_interval` seconds, while its token is served.
         """
         with self._lock:
             record = self._records[flight.resource]
@@ -255,14 +258,14 @@ class TokenStates:
                 return None
             record.flight = None
             now = self._clock()
-            serving_stale = now < record.entry.usable_until
-            pause = retry_after or 0.0
-            if serving_stale:
-                pause = max(pause, self.refresh_retry_interval)
-            if pause > 0:
-                record.retry_at = now + pause
-                record.error = error if isinstance(error, TokenRequestError) else None
-            return pause if serving_stale else None
+            retry_after = error.retry_after if isinstance(error, TokenRequestError) else None
+            if retry_after and isinstance(error, TokenRequestError):
+                record.retry_at, record.error = now + retry_after, error
+            if now >= record.entry.usable_until:
+                return None
+            pause = max(retry_after or 0.0, self.refresh_retry_interval)
+            record.refresh_after = now + pause
+            return pause
 
     def abandoned(self, flight: Flight) -> None:
         """`flight` ended without an outcome (its event loop closed, or it was cancelled)."""

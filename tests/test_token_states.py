@@ -110,7 +110,7 @@ def test_a_failed_refresh_serves_the_token_and_rests(clock: FakeClock) -> None:
     rules = states(clock, refresh_retry_interval=5.0)
     fetch(rules, token(clock))
     refresh = start_refresh(rules, clock)
-    assert rules.failed(refresh, refusal(retry_after=20), 20.0) == 20.0
+    assert rules.failed(refresh, refusal(retry_after=20)) == 20.0
     assert rules.phase(RISK) is Phase.BACKING_OFF
     clock.advance(19)
     step = rules.demand(RISK, owner=LOOP)
@@ -120,13 +120,28 @@ def test_a_failed_refresh_serves_the_token_and_rests(clock: FakeClock) -> None:
     assert rules.demand(RISK, owner=LOOP).start is not None
 
 
+def test_a_token_refused_while_its_refresh_rests_is_fetched_at_once(clock: FakeClock) -> None:
+    """The pause after a failed refresh (no Retry-After) holds back refreshes only: once its
+    token is refused, the next caller fetches instead of failing."""
+    rules = states(clock)
+    served = token(clock)
+    fetch(rules, served)
+    refresh = start_refresh(rules, clock)
+    assert rules.failed(refresh, refusal()) == rules.refresh_retry_interval
+    assert rules.refused(RISK, served)
+    step = rules.demand(RISK, owner=LOOP)
+    assert step.error is None
+    assert step.start is not None
+    assert step.start.purpose == "fetch"
+
+
 def test_retry_after_holds_every_token_request_back(clock: FakeClock) -> None:
     """Without a usable token, callers fail at once until Retry-After has passed."""
     rules = states(clock)
     fetch_flight = rules.demand(RISK, owner=LOOP).start
     assert fetch_flight is not None
     error = refusal(status=429, retry_after=120)
-    assert rules.failed(fetch_flight, error, 120.0) is None
+    assert rules.failed(fetch_flight, error) is None
     clock.advance(100)
     step = rules.demand(RISK, owner=LOOP)
     assert step.start is None
@@ -141,7 +156,7 @@ def test_a_failed_fetch_without_retry_after_is_not_remembered(clock: FakeClock) 
     rules = states(clock)
     flight = rules.demand(RISK, owner=LOOP).start
     assert flight is not None
-    rules.failed(flight, refusal(), None)
+    rules.failed(flight, refusal())
     assert rules.phase(RISK) is Phase.EMPTY
     assert rules.demand(RISK, owner=LOOP).start is not None
 
