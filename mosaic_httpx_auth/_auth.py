@@ -17,6 +17,7 @@ from ._retry import RetryPolicy
 from ._routing import ResourceRouter
 from ._security import api_origins, foreign_host, origin
 from ._store import TokenStore
+from ._tasks import loop_alive
 from ._telemetry import AuthEvent, Telemetry
 from ._token_states import TokenStates
 from ._urls import mosaic_urls
@@ -153,6 +154,7 @@ class MosaicAuth(httpx.Auth):
             refresh_window=_seconds("refresh_window", refresh_window),
             retry=retry,
             clock=clock,
+            owner_alive=loop_alive,
         )
         self._store = TokenStore(
             self._endpoint,
@@ -208,21 +210,31 @@ class MosaicAuth(httpx.Auth):
         replayable = isinstance(request.stream, httpx.ByteStream)
         response = yield request
 
-        # Only a 401 to the request that carried the token speaks about it: not one from a
-        # host a redirect led to, which got no token.
-        if response.status_code != 401 or (
-            response.request.headers.get("Authorization") != token.authorization
-        ):
+        if response.status_code != 401:
+            if self._states.on_probation:
+                self._note_acceptance(response, resource, token)
+            return
+        if not _carried(response, token):
             return
         if not await self._store.refused(resource, token) or not replayable:
             return
         self._telemetry.report(
             AuthEvent("unauthorized_retry", resource, status_code=401),
-            f"{request.method} {request.url.copy_with(query=None)}",
+            f"{request.method} {request.url.copy_with(query=None, username=None, password=None)}",
         )
         token = await self._store.usable_token(resource)
         request.headers["Authorization"] = token.authorization
-        yield request
+        response = yield request
+        if response.status_code != 401:
+            self._note_acceptance(response, resource, token)
+
+    def _note_acceptance(
+        self, response: httpx.Response, resource: str | None, token: AccessToken
+    ) -> None:
+        """Tell the states an API took `token`, if `response` answers a request carrying it:
+        a token that answered a 401 counts as good from then on."""
+        if _carried(response, token):
+            self._states.accepted(resource, token)
 
     def sync_auth_flow(
         self, request: httpx.Request
@@ -274,3 +286,9 @@ def _seconds(name: str, value: float, *, positive: bool = False) -> float:
         bound = "more than zero" if positive else "zero or more"
         raise ConfigurationError(f"{name} must be {bound} seconds, not {value!r}", setting=name)
     return float(value)
+
+
+def _carried(response: httpx.Response, token: AccessToken) -> bool:
+    """Whether `response` answers a request that carried `token`: one from a host a redirect
+    led to, which got no token, says nothing about it."""
+    return bool(response.request.headers.get("Authorization") == token.authorization)

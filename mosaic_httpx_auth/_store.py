@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 
 from ._cache import CacheKey
+from ._completion import Completion
 from ._exceptions import MosaicAuthError, TokenRequestError
 from ._tasks import current_loop, start_detached
 from ._telemetry import AuthEvent, logger
@@ -65,7 +66,7 @@ class TokenStore:
         while True:
             step = self._states.demand(resource, owner=current_loop())
             if step.start is not None:
-                step.start.done = anyio.Event()
+                step.start.done = Completion()
                 start_detached(self._fly, step.start)
             if step.token is not None:
                 self._telemetry.cache_hits += 1
@@ -79,7 +80,7 @@ class TokenStore:
                     return flight.token
                 if flight.error is not None:
                     raise _copy_of(flight.error)
-            # The flight was abandoned (its store closed meanwhile): ask again.
+            # Its event loop ended before it did: ask again.
 
     async def refused(self, resource: str | None, token: AccessToken) -> bool:
         """An API answered 401 to `token`: drop it if the states say so; whether to retry."""
@@ -89,7 +90,8 @@ class TokenStore:
         return retry
 
     async def aclose(self) -> None:
-        """Stop this event loop's flights and close its token client."""
+        """Stop this event loop's flights (their waiters get an error) and close its token
+        client."""
         loop = current_loop()
         for flight, scope in list(self._running.items()):
             if flight.owner is loop:
@@ -103,7 +105,15 @@ class TokenStore:
                 self._running[flight] = scope
                 await self._obtain(flight)
             if scope.cancelled_caught:
-                self._states.abandoned(flight)
+                resource = flight.resource
+                self._give_up(
+                    flight,
+                    TokenRequestError(
+                        f"the token fetch for resource {resource!r} was stopped: the "
+                        "MosaicAuth was closed",
+                        resource=resource,
+                    ),
+                )
         except Exception as error:  # every failure goes to the waiters
             self._give_up(flight, error)
         except BaseException:

@@ -26,6 +26,14 @@ def current_loop() -> object:
     return current_token().native_token
 
 
+def loop_alive(loop: object) -> bool:
+    """Whether `loop` can still bring a flight to its end: an asyncio loop that is running (a
+    trio run cancels its system tasks as it ends, so their flights end with it)."""
+    if isinstance(loop, asyncio.AbstractEventLoop):
+        return loop.is_running()
+    return True
+
+
 def start_detached(func: Callable[..., Awaitable[None]], *args: object) -> None:
     """Run ``func(*args)`` on the running event loop, beyond the reach of the caller's
     cancellation. `func` must not raise: it handles its own failures."""

@@ -31,9 +31,9 @@ A resource is in one phase at a time, worked out from its record and the clock::
 
 A token expires (`usable_until`) into EMPTY, or BACKING_OFF while a pause lasts. A 401 from an
 API (`refused`) drops the token it names, unless a newer one replaced it or it was itself
-fetched in answer to a 401 moments ago (then the API refuses any token, and dropping it would
-only hammer the token endpoint). Refused tokens are remembered until they expire, so that no
-cache can hand one back.
+fetched in answer to a 401 moments ago and no API has `accepted` it since (then the API
+refuses any token, and dropping it would only hammer the token endpoint). Refused tokens are
+remembered until they expire, so that no cache can hand one back.
 """
 
 from __future__ import annotations
@@ -53,9 +53,13 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._token import AccessToken
 
-# A token fetched in answer to a 401 and refused again within this many seconds is kept: the
-# API refuses every token, and fetching more would only spend the token endpoint's rate limit.
+# A token fetched in answer to a 401 and refused before any request with it succeeded, within
+# this many seconds, is kept: the API refuses every token, and fetching more would only spend
+# the token endpoint's rate limit.
 REFUSAL_COOLDOWN = 30.0
+# The longest a Retry-After holds every token request back: a wrong date or a broken proxy
+# must not stop a service for days. Past it, one request goes out and asks again.
+RETRY_AFTER_HOLD_LIMIT = 600.0
 
 
 class Phase(enum.Enum):
@@ -76,9 +80,8 @@ Purpose = Literal["fetch", "refresh"]
 class Flight:
     """One token request under way for a resource (with its retries), and its outcome.
 
-    `owner` is the event loop (or thread) that runs it: a flight is only joined from there.
-    `done` is the driver's completion signal (an `anyio.Event` on an event loop); these rules
-    never touch it.
+    `owner` is the event loop (or thread) that runs it; a flight whose owner has ended is
+    replaced. `done` is the driver's completion signal; these rules never touch it.
     """
 
     resource: str | None
@@ -135,9 +138,10 @@ class _Record:
     refusal_pending: bool = False
     """Whether an API refused the last token, and no new one has arrived since."""
     answers_refusal: bool = False
-    """Whether the token was fetched because an API refused the one before."""
+    """Whether the token was fetched because an API refused the one before, and no request
+    with it has succeeded yet."""
     received_at: float = -math.inf
-    refused: dict[str, float] = field(default_factory=dict)
+    refused: dict[str, float] = field(default_factory=dict, repr=False)
     """Tokens an API refused, with their expiry: never to be taken back from a cache."""
 
     def phase(self, now: float) -> Phase:
@@ -169,6 +173,7 @@ class TokenStates:
         refresh_window: float,
         retry: RetryPolicy,
         clock: Callable[[], float],
+        owner_alive: Callable[[object], bool] = lambda owner: True,
         refresh_retry_interval: float = 5.0,
     ) -> None:
         self.leeway = leeway
@@ -176,8 +181,12 @@ class TokenStates:
         self.retry = retry
         self.refresh_retry_interval = refresh_retry_interval
         self._clock = clock
+        self._owner_alive = owner_alive
         self._records: dict[str | None, _Record] = {}
         self._lock = threading.Lock()
+        self.on_probation: set[str | None] = set()
+        """Resources whose token answers a refusal and has not been accepted by an API yet:
+        the request flow reports acceptance only while this is not empty."""
 
     def fresh_token(self, resource: str | None) -> AccessToken | None:
         """The fresh token for `resource`, or None: the warm path, with no lock."""
@@ -196,9 +205,14 @@ class TokenStates:
         """A caller on `owner` (its event loop or thread) needs a token for `resource`."""
         with self._lock:
             record = self._records.setdefault(resource, _Record())
-            if record.flight is not None and record.flight.owner is not owner:
-                # Started on another event loop, which has ended (or never shares its
-                # waits): start afresh here; its outcome still counts if it ever comes.
+            flight = record.flight
+            if (
+                flight is not None
+                and flight.owner is not owner
+                and not self._owner_alive(flight.owner)
+            ):
+                # Its event loop has ended: start afresh here (its outcome, should it ever
+                # come, still counts).
                 record.flight = None
             now = self._clock()
             phase = record.phase(now)
@@ -241,6 +255,10 @@ class TokenStates:
                 return  # a newer token arrived first: keep it
             record.entry = self._entry_for(token)
             record.answers_refusal, record.refusal_pending = record.refusal_pending, False
+            if record.answers_refusal:
+                self.on_probation.add(flight.resource)
+            else:
+                self.on_probation.discard(flight.resource)
             record.received_at = self._clock()
             record.retry_at, record.error, record.refresh_after = -math.inf, None, -math.inf
 
@@ -260,7 +278,8 @@ class TokenStates:
             now = self._clock()
             retry_after = error.retry_after if isinstance(error, TokenRequestError) else None
             if retry_after and isinstance(error, TokenRequestError):
-                record.retry_at, record.error = now + retry_after, error
+                record.retry_at = now + min(retry_after, RETRY_AFTER_HOLD_LIMIT)
+                record.error = error
             if now >= record.entry.usable_until:
                 return None
             pause = max(retry_after or 0.0, self.refresh_retry_interval)
@@ -273,6 +292,15 @@ class TokenStates:
             record = self._records[flight.resource]
             if record.flight is flight:
                 record.flight = None
+
+    def accepted(self, resource: str | None, token: AccessToken) -> None:
+        """An API accepted `token`: a later 401 to it is a revocation, not a refusal of every
+        token."""
+        with self._lock:
+            record = self._records.get(resource)
+            if record is not None and record.entry.token == token:
+                record.answers_refusal = False
+                self.on_probation.discard(resource)
 
     def refused(self, resource: str | None, token: AccessToken) -> bool:
         """An API answered 401 to a request carrying `token`: whether a new token may help."""
@@ -290,6 +318,7 @@ class TokenStates:
                 return False  # a brand-new token refused too: not a revocation
             record.refused[token.token] = token.expires_at
             record.entry, record.refusal_pending = _NO_ENTRY, True
+            self.on_probation.discard(resource)
             return True
 
     def accepts(self, flight: Flight, token: AccessToken) -> bool:

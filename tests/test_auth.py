@@ -245,6 +245,34 @@ async def test_an_api_that_refuses_every_token_does_not_hammer_the_endpoint(
     assert mosaic.token_requests[None] == 3
 
 
+async def test_a_replacement_an_api_accepted_is_dropped_when_revoked_again(
+    mosaic: FakeMosaic,
+) -> None:
+    """The token that replaced a revoked one, once accepted, is a token like any other: revoked
+    again a moment later, it is replaced at once instead of being kept for the cooldown."""
+    async with mosaic.api_client(mosaic.auth()) as client:
+        await client.get(f"{API}/cis/v1/x")
+        mosaic.revoke_all()
+        assert (await client.get(f"{API}/cis/v1/x")).status_code == 200
+        mosaic.revoke_all()
+        assert (await client.get(f"{API}/cis/v1/x")).status_code == 200
+    assert mosaic.token_requests[None] == 3
+
+
+async def test_the_401_retry_log_line_shows_no_password_from_the_url(
+    mosaic: FakeMosaic, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request URL carrying user:password is logged without them when it is retried."""
+    caplog.set_level(logging.INFO)
+    async with mosaic.api_client(mosaic.auth()) as client:
+        await client.get(f"{API}/cis/v1/x")
+        mosaic.revoke_all()
+        await client.get("https://svc:hunter2-password@api.transmitsecurity.io/cis/v1/x")
+    ours = [record.message for record in caplog.records if record.name == "mosaic_httpx_auth"]
+    assert any("retrying GET https://api.transmitsecurity.io/cis/v1/x" in line for line in ours)
+    assert not any("hunter2" in line for line in ours)
+
+
 async def test_a_401_during_a_refresh_gets_the_full_retry_policy(
     mosaic: FakeMosaic, clock: FakeClock
 ) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.anyio
 
 class _Mosaic(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # tests open dozens of connections at once
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -40,6 +42,10 @@ class _Mosaic(ThreadingHTTPServer):
         """Answer token requests with a 512 MiB body, counting what was sent."""
         self.bytes_sent = 0
         self.api_requests = 0
+        self.token_delay = 0.0
+        """Seconds each token request takes."""
+        self.failures_left = 0
+        """How many token requests to answer 503 before answering with tokens again."""
 
     @property
     def base_url(self) -> str:
@@ -60,8 +66,15 @@ class _Handler(BaseHTTPRequestHandler):
         if form.get("client_secret") != CLIENT_SECRET:
             self._answer(401, {"error": "invalid_client"})
             return
+        time.sleep(self.server.token_delay)
         if self.server.huge_token_response:
             self._answer_huge()
+            return
+        with self.server.lock:
+            failing = self.server.failures_left > 0
+            self.server.failures_left -= failing
+        if failing:
+            self._answer(503, {"message": "busy"})
             return
         if self.server.token_status != 200:
             self._answer(self.server.token_status, {"message": "down"})
@@ -230,3 +243,37 @@ async def test_a_huge_token_response_is_cut_off_early(server: _Mosaic) -> None:
         with pytest.raises(TokenResponseError, match="more than 256 KiB"):
             await auth.get_token()
     assert server.bytes_sent < 64 * 1024 * 1024
+
+
+def test_two_event_loops_at_once_share_one_fetch_and_its_retries(server: _Mosaic) -> None:
+    """An asyncio loop and a trio loop on two threads, 50 calls each on a cold cache, share one
+    flight: its first attempt's 503 is retried for both, and two token requests serve all."""
+    server.token_delay = 0.2
+    server.failures_left = 1
+    auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, base_url=server.base_url, resource=RISK, backoff=0)
+    statuses: list[int] = []
+    started = threading.Barrier(2)
+
+    async def calls() -> None:
+        started.wait()
+        async with (
+            httpx.AsyncClient(auth=auth, base_url=server.base_url) as client,
+            anyio.create_task_group() as tasks,
+        ):
+            for n in range(50):
+                tasks.start_soon(call, client, n)
+
+    async def call(client: httpx.AsyncClient, n: int) -> None:
+        statuses.append((await client.get(f"/risk/v1/{n}")).status_code)
+
+    threads = [
+        threading.Thread(target=asyncio.run, args=(calls(),)),
+        threading.Thread(target=trio.run, args=(calls,)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert statuses == [200] * 100
+    assert server.token_requests == 1
+    assert auth.stats().token_requests == 2

@@ -305,3 +305,25 @@ async def test_the_token_client_is_built_off_the_event_loop(
     await auth.aclose()
     assert built_on
     assert threading.main_thread() not in built_on
+
+
+async def test_closing_stops_a_fetch_and_its_waiters_get_an_error(mosaic: FakeMosaic) -> None:
+    """`aclose()` while a caller waits for a fetch stops the fetch and gives the caller an
+    error, rather than starting another fetch behind the close."""
+    mosaic.gate = anyio.Event()
+    auth = mosaic.auth()
+    errors: list[TokenRequestError] = []
+
+    async def call() -> None:
+        try:
+            await auth.get_token()
+        except TokenRequestError as error:
+            errors.append(error)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(call)
+        await wait_all_tasks_blocked()
+        await auth.aclose()
+    assert len(errors) == 1
+    assert "closed" in str(errors[0])
+    assert mosaic.token_requests[None] == 1

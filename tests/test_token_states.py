@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from mosaic_httpx_auth import AccessToken, TokenRequestError
 from mosaic_httpx_auth._retry import RetryPolicy
-from mosaic_httpx_auth._token_states import REFUSAL_COOLDOWN, Flight, Phase, TokenStates
+from mosaic_httpx_auth._token_states import (
+    REFUSAL_COOLDOWN,
+    RETRY_AFTER_HOLD_LIMIT,
+    Flight,
+    Phase,
+    TokenStates,
+)
 
 from .helpers import RISK, FakeClock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 LOOP = object()
 
 
-def states(clock: FakeClock, **policy: float) -> TokenStates:
+def states(
+    clock: FakeClock,
+    *,
+    refresh_retry_interval: float = 5.0,
+    owner_alive: Callable[[object], bool] = lambda owner: True,
+) -> TokenStates:
     return TokenStates(
-        leeway=60.0, refresh_window=300.0, retry=RetryPolicy(max_attempts=3), clock=clock, **policy
+        leeway=60.0,
+        refresh_window=300.0,
+        retry=RetryPolicy(max_attempts=3),
+        clock=clock,
+        owner_alive=owner_alive,
+        refresh_retry_interval=refresh_retry_interval,
     )
 
 
@@ -185,6 +206,23 @@ def test_a_401_for_an_older_token_keeps_the_newer_one(clock: FakeClock) -> None:
     assert rules.fresh_token(RISK) == new
 
 
+def test_a_replacement_refused_after_an_api_accepted_it_is_a_revocation(
+    clock: FakeClock,
+) -> None:
+    """Once an API has accepted the token that answered a 401, a 401 to it drops it at once:
+    the cooldown is for tokens no API has ever taken."""
+    rules = states(clock)
+    first, second = token(clock, "first"), token(clock, "second")
+    fetch(rules, first)
+    assert rules.refused(RISK, first)
+    fetch(rules, second)
+    assert rules.on_probation == {RISK}
+    rules.accepted(RISK, second)
+    assert rules.on_probation == set()
+    assert rules.refused(RISK, second)
+    assert rules.phase(RISK) is Phase.EMPTY
+
+
 def test_a_token_refused_right_after_replacing_a_refused_one_is_kept(clock: FakeClock) -> None:
     """When the token fetched in answer to a 401 is refused too, the API refuses every token:
     it is kept and no retry asked, until the cooldown has passed."""
@@ -202,7 +240,7 @@ def test_a_token_refused_right_after_replacing_a_refused_one_is_kept(clock: Fake
 
 def test_an_older_token_arriving_late_does_not_replace_a_newer_one(clock: FakeClock) -> None:
     """A flight that ends after a newer token arrived keeps the newer one."""
-    rules = states(clock)
+    rules = states(clock, owner_alive=lambda owner: owner is not LOOP)
     newer = token(clock, "newer", lifetime=4000)
     stale_flight = rules.demand(RISK, owner=LOOP).start
     assert stale_flight is not None
@@ -215,14 +253,30 @@ def test_an_older_token_arriving_late_does_not_replace_a_newer_one(clock: FakeCl
     assert rules.fresh_token(RISK) == newer
 
 
-def test_a_flight_of_another_event_loop_is_not_joined(clock: FakeClock) -> None:
+def test_a_flight_of_an_event_loop_that_ended_is_replaced(clock: FakeClock) -> None:
     """A caller on a new event loop starts its own flight rather than wait on one of a loop
-    that has ended."""
-    rules = states(clock)
-    rules.demand(RISK, owner=LOOP)
-    step = rules.demand(RISK, owner=object())
+    that has ended, whose attempts then stop."""
+    ended = object()
+    rules = states(clock, owner_alive=lambda owner: owner is not ended)
+    orphan = rules.demand(RISK, owner=ended).start
+    assert orphan is not None
+    step = rules.demand(RISK, owner=LOOP)
     assert step.start is not None
-    assert step.start.owner is not LOOP
+    assert step.start.owner is LOOP
+    orphan.attempt = 1
+    assert rules.attempt_failed(orphan, refusal()) is None
+
+
+def test_a_flight_of_another_live_event_loop_is_joined(clock: FakeClock) -> None:
+    """Callers on two live event loops share one flight, which keeps every attempt."""
+    rules = states(clock)
+    flight = rules.demand(RISK, owner=LOOP).start
+    step = rules.demand(RISK, owner=object())
+    assert step.start is None
+    assert step.flight is flight
+    assert flight is not None
+    flight.attempt = 1
+    assert rules.attempt_failed(flight, refusal()) is not None
 
 
 def test_an_abandoned_flight_lets_the_next_caller_start_again(clock: FakeClock) -> None:
@@ -243,3 +297,25 @@ def test_the_warm_path_reads_one_immutable_entry(clock: FakeClock) -> None:
     assert rules.fresh_token(RISK) == issued
     clock.advance(1000 - 60 - 300)
     assert rules.fresh_token(RISK) is None
+
+
+def test_a_retry_after_of_a_year_holds_requests_back_for_the_limit_only(clock: FakeClock) -> None:
+    """A Retry-After far beyond reason (a wrong date, a broken proxy) holds token requests back
+    for RETRY_AFTER_HOLD_LIMIT, after which one request goes out to ask again."""
+    rules = states(clock)
+    flight = rules.demand(RISK, owner=LOOP).start
+    assert flight is not None
+    rules.failed(flight, refusal(status=429, retry_after=365 * 86400))
+    clock.advance(RETRY_AFTER_HOLD_LIMIT - 1)
+    assert rules.demand(RISK, owner=LOOP).error is not None
+    clock.advance(1)
+    assert rules.demand(RISK, owner=LOOP).start is not None
+
+
+def test_the_states_repr_shows_no_refused_token(clock: FakeClock) -> None:
+    """The record of refused tokens stays out of reprs, which error trackers capture."""
+    rules = states(clock)
+    refused = token(clock, "eyJ-refused-token-value")
+    fetch(rules, refused)
+    rules.refused(RISK, refused)
+    assert "eyJ-refused-token-value" not in repr(rules._records)
