@@ -127,13 +127,12 @@ class TokenStore:
         """A token for `flight`: from the shared cache if it has a good one, else the endpoint."""
         resource = flight.resource
         token = await self._from_shared_cache(flight)
+        from_endpoint = token is None
         if token is None:
             token = await self._request_with_retries(flight)
-            self._states.fetched(flight, token)
-            if self._cache is not None:
-                await self._shared("store", self._cache.set, self._key(resource), token)
-        else:
-            self._states.fetched(flight, token)
+        self._states.fetched(flight, token)
+        if from_endpoint and self._cache is not None:
+            await self._shared("store", self._cache.set, self._key(resource), token)
         if flight.purpose == "refresh":
             expires_in = token.expires_at - self._clock()
             self._telemetry.report(AuthEvent("token_refreshed", resource, expires_in=expires_in))

@@ -25,6 +25,14 @@ from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, TOKEN_URL, VERIFY, FakeCloc
 pytestmark = pytest.mark.anyio
 
 
+async def get_token_or_error(auth: MosaicAuth, errors: list[TokenRequestError]) -> None:
+    """Get the default token, recording a `TokenRequestError` instead of raising it."""
+    try:
+        await auth.get_token()
+    except TokenRequestError as error:
+        errors.append(error)
+
+
 async def test_hundreds_of_concurrent_callers_make_one_token_request(mosaic: FakeMosaic) -> None:
     """On a cold cache, 300 concurrent requests for one resource wait for a single fetch."""
     mosaic.gate = anyio.Event()
@@ -230,16 +238,9 @@ async def test_each_waiter_on_a_failed_fetch_gets_an_exception_of_its_own(
     mosaic.queued_responses.append(httpx.Response(503, json={"message": "down", "error_code": 503}))
     auth = mosaic.auth(max_attempts=1)
     errors: list[TokenRequestError] = []
-
-    async def call() -> None:
-        try:
-            await auth.get_token()
-        except TokenRequestError as error:
-            errors.append(error)
-
     async with anyio.create_task_group() as tasks:
         for _ in range(300):
-            tasks.start_soon(call)
+            tasks.start_soon(get_token_or_error, auth, errors)
         await wait_all_tasks_blocked()
         mosaic.gate.set()
     assert len(errors) == 300
@@ -313,15 +314,8 @@ async def test_closing_stops_a_fetch_and_its_waiters_get_an_error(mosaic: FakeMo
     mosaic.gate = anyio.Event()
     auth = mosaic.auth()
     errors: list[TokenRequestError] = []
-
-    async def call() -> None:
-        try:
-            await auth.get_token()
-        except TokenRequestError as error:
-            errors.append(error)
-
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(call)
+        tasks.start_soon(get_token_or_error, auth, errors)
         await wait_all_tasks_blocked()
         await auth.aclose()
     assert len(errors) == 1
