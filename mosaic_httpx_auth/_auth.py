@@ -12,7 +12,7 @@ import httpx
 from ._client_auth import client_authentication
 from ._endpoint import TokenEndpoint
 from ._environment import EnvironmentSettings
-from ._exceptions import ConfigurationError, UnsupportedClientError
+from ._exceptions import ConfigurationError, TokenRequestError, UnsupportedClientError
 from ._retry import RetryPolicy
 from ._routing import ResourceRouter
 from ._security import api_origins, foreign_host, origin
@@ -201,7 +201,7 @@ class MosaicAuth(httpx.Auth):
         resource = self._router.resource_for(request.url)
         token = self._states.fresh_token(resource)
         if token is None:
-            token = await self._store.usable_token(resource)
+            token = await self._usable_token(resource, request)
         else:
             self._telemetry.cache_hits += 1
         request.headers["Authorization"] = token.authorization
@@ -222,11 +222,20 @@ class MosaicAuth(httpx.Auth):
             AuthEvent("unauthorized_retry", resource, status_code=401),
             f"{request.method} {request.url.copy_with(query=None, username=None, password=None)}",
         )
-        token = await self._store.usable_token(resource)
+        token = await self._usable_token(resource, request)
         request.headers["Authorization"] = token.authorization
         response = yield request
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)
+
+    async def _usable_token(self, resource: str | None, request: httpx.Request) -> AccessToken:
+        """The store's token for `resource`; its failure names `request` as the one that
+        needed it, as httpx's own errors do."""
+        try:
+            return await self._store.usable_token(resource)
+        except TokenRequestError as error:
+            error.request = request
+            raise
 
     def _note_acceptance(
         self, response: httpx.Response, resource: str | None, token: AccessToken

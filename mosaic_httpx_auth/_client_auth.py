@@ -16,23 +16,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import quote, quote_plus
 
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, JWKRegistry, RSAKey
-
 from ._exceptions import ConfigurationError
 
+# joserfc (with cryptography) is imported where a key is loaded or an assertion signed: a
+# client that authenticates with a secret never pays for it.
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from joserfc.jwk import ECKey, RSAKey
+
+    PrivateKey = RSAKey | ECKey | dict[str, Any] | str | bytes
+    """A private key: a joserfc key, a JWK dict, or PEM text or bytes."""
 
 ClientAuthMethod = Literal[
     "client_secret_post", "client_secret_basic", "private_key_jwt", "tls_client_auth"
 ]
 CLIENT_AUTH_METHODS: tuple[str, ...] = get_args(ClientAuthMethod)
 SECRET_METHODS = ("client_secret_post", "client_secret_basic")
-
-PrivateKey = RSAKey | ECKey | dict[str, Any] | str | bytes
-"""A private key: a joserfc key, a JWK dict, or PEM text or bytes."""
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 60
@@ -155,6 +155,8 @@ class PrivateKeyJWT(ClientAuthentication):
 
     def assertion(self, audience: str) -> str:
         """A signed client assertion for the token endpoint `audience`."""
+        from joserfc import errors, jwt
+
         now = int(self._clock())
         claims = {
             "iss": self.client_id,
@@ -167,7 +169,7 @@ class PrivateKeyJWT(ClientAuthentication):
         header = {"alg": self.algorithm, "kid": self.key_id, "typ": "JWT"}
         try:
             return jwt.encode(header, claims, self._key, algorithms=[self.algorithm])
-        except (JoseError, ValueError, TypeError) as exc:
+        except (errors.JoseError, ValueError, TypeError) as exc:
             raise ConfigurationError(
                 f"private_key cannot sign {self.algorithm} assertions: {type(exc).__name__}",
                 setting="private_key",
@@ -261,6 +263,8 @@ def client_authentication(
 
 def load_private_key(private_key: PrivateKey) -> RSAKey | ECKey:
     """A private RSA or EC key from a joserfc key, a JWK dict, or PEM text or bytes."""
+    from joserfc.jwk import ECKey, RSAKey
+
     key: Any = private_key
     if isinstance(private_key, (str, bytes)):
         text = (
@@ -303,19 +307,25 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _import_jwk(jwk: dict[str, Any]) -> Any:
+    from joserfc import errors
+    from joserfc import jwk as jwk_module
+
     try:
-        return JWKRegistry.import_key(jwk)
-    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        return jwk_module.JWKRegistry.import_key(jwk)
+    except (errors.JoseError, ValueError, TypeError, KeyError) as exc:
         raise ConfigurationError(
             f"private_key is not a usable JWK: {type(exc).__name__}", setting="private_key"
         ) from None
 
 
 def _import_pem(pem: str) -> RSAKey | ECKey:
+    from joserfc import errors
+    from joserfc.jwk import ECKey, RSAKey
+
     for key_type in (RSAKey, ECKey):
         try:
             return key_type.import_key(pem)
-        except (JoseError, ValueError, TypeError):
+        except (errors.JoseError, ValueError, TypeError):
             continue
     raise ConfigurationError(
         "private_key is not a PEM RSA or EC key that can be read", setting="private_key"

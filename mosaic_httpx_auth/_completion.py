@@ -8,14 +8,13 @@ loop accepts calls from other threads.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from typing import TYPE_CHECKING
 
 import anyio
 
-from ._tasks import current_loop
+from ._tasks import asyncio_loop, current_loop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -56,14 +55,15 @@ def _waker(event: anyio.Event) -> Callable[[], None]:
     """What sets `event` from any thread: directly on its own loop's thread, else through the
     loop's thread-safe door (a loop that has ended since has no one left to wake)."""
     loop = current_loop()
+    asyncio_event_loop = asyncio_loop(loop)
     thread = threading.get_ident()
 
     def wake() -> None:
         if threading.get_ident() == thread:
             event.set()
-        elif isinstance(loop, asyncio.AbstractEventLoop):
+        elif asyncio_event_loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed
-                loop.call_soon_threadsafe(event.set)
+                asyncio_event_loop.call_soon_threadsafe(event.set)
         else:
             import trio  # only a trio run gets here
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
+import socket
+import ssl
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, cast
 
@@ -12,11 +15,9 @@ import anyio
 import anyio.to_thread
 import httpx
 from anyio.lowlevel import RunVar
-from joserfc import jws
-from joserfc.errors import JoseError
 
 from ._exceptions import TokenRequestError, TokenResponseError
-from ._retry import RetryPolicy, retry_after_seconds
+from ._retry import RetryPolicy, causes, retry_after_seconds
 from ._token import AccessToken
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ class TokenEndpoint:
                     auth=None,
                 ) as response:
                     body = await _read_bounded(response, resource)
+        except TokenRequestError:
+            raise  # the body was refused: already said
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise TokenRequestError(
                 f"the token endpoint {self.token_url} did not answer within {timeout:g} s "
@@ -92,7 +95,7 @@ class TokenEndpoint:
         except httpx.HTTPError as exc:
             raise TokenRequestError(
                 f"could not reach the token endpoint {self.token_url} for resource "
-                f"{resource!r}: {type(exc).__name__}",
+                f"{resource!r}: {_unreachable_because(exc)}",
                 resource=resource,
             ) from exc
         if not response.is_success:
@@ -149,6 +152,19 @@ class TokenEndpoint:
             resource=resource,
             retry_after=retry_after,
         )
+
+
+def _unreachable_because(error: httpx.HTTPError) -> str:
+    """Why a token request got no answer, in words a person can act on."""
+    for cause in causes(error):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"its TLS certificate could not be verified ({cause.verify_message})"
+        if isinstance(cause, socket.gaierror):
+            return f"its host name could not be resolved ({cause.strerror})"
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused (is anything listening there?)"
+    detail = str(error)[:_MAX_ERROR_TEXT]
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
 def _own_client() -> httpx.AsyncClient:
@@ -245,13 +261,24 @@ def parse_token_response(
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:
-    """The JWT's claims, or an empty dict when the token is not a JWT with a JSON payload."""
-    try:
-        payload = jws.extract_compact(token.encode("ascii")).payload
-        claims = json.loads(payload)
-    except (JoseError, ValueError, UnicodeError, RecursionError):
+    """The JWT's claims, or an empty dict when the token is not a JWS with a JSON payload.
+
+    Read without verifying the signature, as a client need not verify its own tokens; and
+    without a JOSE library, which only a client assertion needs.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
         return {}
-    return claims if isinstance(claims, dict) else {}
+    try:
+        header, claims = (json.loads(_base64url_decode(part)) for part in parts[:2])
+    except (ValueError, RecursionError):
+        return {}
+    return claims if isinstance(header, dict) and isinstance(claims, dict) else {}
+
+
+def _base64url_decode(text: str) -> bytes:
+    """Unpadded base64url, as JWTs spell it (RFC 7515 §2)."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _finite_number(value: object) -> float | None:

@@ -6,13 +6,15 @@ Every error derives from `MosaicAuthError`, so one ``except`` clause catches the
     ├── ConfigurationError (also a ValueError)
     │   └── InsecureTransportError
     ├── UnsupportedClientError (also a TypeError)
-    └── TokenRequestError
+    └── TokenRequestError (also an httpx.HTTPError)
         └── TokenResponseError
 
 Messages name what went wrong and where, never a client secret or a token.
 """
 
 from __future__ import annotations
+
+import httpx
 
 
 class MosaicAuthError(Exception):
@@ -39,8 +41,13 @@ class UnsupportedClientError(MosaicAuthError, TypeError):
     """Raised when `MosaicAuth` is used with a client it does not support yet."""
 
 
-class TokenRequestError(MosaicAuthError):
+class TokenRequestError(MosaicAuthError, httpx.HTTPError):
     """Raised when the token endpoint refuses a token request or cannot be reached.
+
+    It is an `httpx.HTTPError` too, so that code handling (or retrying, as with stamina)
+    httpx's failures around its API calls handles a token endpoint outage as well. Its
+    `request` is the API request that needed the token, when there was one: never the token
+    request, whose body holds the credentials.
 
     `status_code` is None when no response arrived. `error` and `error_description` come from
     the response body, in either shape Mosaic answers with: the OAuth one

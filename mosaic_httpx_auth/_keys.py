@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from joserfc.jwk import ECKey, RSAKey
-
 from ._exceptions import ConfigurationError
 
 SIGNING_ALGORITHMS = ("RS256", "PS256", "ES256")
@@ -35,6 +33,8 @@ def generate_signing_key(algorithm: str = "RS256", *, key_id: str | None = None)
             f"algorithm {algorithm!r} is not one of {', '.join(SIGNING_ALGORITHMS)}",
             setting="signing_algorithm",
         )
+    from joserfc.jwk import ECKey, RSAKey  # JOSE is loaded only when a key is made
+
     key: RSAKey | ECKey = (
         ECKey.generate_key("P-256") if algorithm == "ES256" else RSAKey.generate_key(2048)
     )

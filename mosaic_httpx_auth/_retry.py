@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import ssl
+import sys
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -11,8 +13,11 @@ from typing import TYPE_CHECKING
 
 from ._exceptions import TokenResponseError
 
+if sys.version_info < (3, 11):  # pragma: no cover - the backport, a dependency there
+    from exceptiongroup import BaseExceptionGroup
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from ._exceptions import TokenRequestError
 
@@ -55,13 +60,31 @@ class RetryPolicy:
         return error.retry_after if error.retry_after <= self.max_retry_after else None
 
 
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what it was raised from or during, into exception groups too."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        cause = current.__cause__ or current.__context__
+        if cause is not None:
+            pending.append(cause)
+
+
 def is_retryable(error: TokenRequestError) -> bool:
     """Whether trying again may help: no response, a timeout, 5xx or 429, but not other 4xx.
 
     A success answer that holds no usable token is not retried: the same server would most
-    likely send the same answer.
+    likely send the same answer; nor is a certificate that cannot be verified.
     """
     if isinstance(error, TokenResponseError):
+        return False
+    if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes(error)):
         return False
     status = error.status_code
     return status is None or status == 429 or status >= 500

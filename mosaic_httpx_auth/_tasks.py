@@ -9,12 +9,13 @@ own internals: an asyncio task, or a trio system task. The loop cancels it when 
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, cast
 
 from anyio.lowlevel import current_token
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Awaitable, Callable
 
 # asyncio keeps only weak references to its tasks: these keep ours running to their end.
@@ -26,20 +27,32 @@ def current_loop() -> object:
     return current_token().native_token
 
 
+def asyncio_loop(loop: object) -> asyncio.AbstractEventLoop | None:
+    """`loop` if it is an asyncio loop, else None (a trio token).
+
+    Asked without importing asyncio, which a trio program need not load: when it is not
+    loaded, no loop is an asyncio loop.
+    """
+    module = sys.modules.get("asyncio")
+    if module is not None and isinstance(loop, module.AbstractEventLoop):
+        return cast("asyncio.AbstractEventLoop", loop)
+    return None
+
+
 def loop_alive(loop: object) -> bool:
     """Whether `loop` can still bring a flight to its end: an asyncio loop that is running (a
     trio run cancels its system tasks as it ends, so their flights end with it)."""
-    if isinstance(loop, asyncio.AbstractEventLoop):
-        return loop.is_running()
-    return True
+    asyncio_event_loop = asyncio_loop(loop)
+    return asyncio_event_loop is None or asyncio_event_loop.is_running()
 
 
 def start_detached(func: Callable[..., Awaitable[None]], *args: object) -> None:
     """Run ``func(*args)`` on the running event loop, beyond the reach of the caller's
     cancellation. `func` must not raise: it handles its own failures."""
     loop = current_loop()
-    if isinstance(loop, asyncio.AbstractEventLoop):
-        task = loop.create_task(_coroutine(func, *args))
+    asyncio_event_loop = asyncio_loop(loop)
+    if asyncio_event_loop is not None:
+        task = asyncio_event_loop.create_task(_coroutine(func, *args))
         _running.add(task)
         task.add_done_callback(_running.discard)
     else:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ import pytest
 
 import mosaic_httpx_auth.testing
 from mosaic_httpx_auth import MosaicAuth
-from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient
+from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient, client_ssl_context
 
 from .helpers import RISK, VERIFY
 from .test_emulator import SIGNING_KEY, credentials
@@ -24,7 +25,7 @@ from .test_emulator import SIGNING_KEY, credentials
 if TYPE_CHECKING:
     from collections.abc import Iterator, MutableMapping
 
-pytest_plugins = ["mosaic_httpx_auth.testing.pytest_plugin"]
+pytest_plugins = ["pytest_mosaic_httpx_auth"]
 
 
 @pytest.fixture
@@ -238,6 +239,41 @@ async def test_serve_stops_the_server_on_exit(
     async with httpx.AsyncClient(base_url=base_url) as http:
         with pytest.raises(httpx.ConnectError):
             await http.post("/oidc/token", data=credentials(client))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_serve_stops_promptly_with_a_keep_alive_client_connected(
+    emulator: MosaicEmulator, client: RegisteredClient, tls: bool
+) -> None:
+    """Leaving serve() takes well under a second while a client still holds an idle keep-alive
+    connection, over HTTP and HTTPS."""
+    with httpx.Client(verify=client_ssl_context()) as http:
+        with emulator.serve(tls=tls) as base_url:
+            assert http.post(f"{base_url}/oidc/token", data=credentials(client)).is_success
+            started = time.monotonic()
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 1.0
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_serve_answers_a_request_in_flight_then_stops_promptly(
+    emulator: MosaicEmulator, client: RegisteredClient, tls: bool
+) -> None:
+    """Leaving serve() while a token request is in flight waits for its answer, and little
+    longer, over HTTP and HTTPS."""
+    emulator.delay_next_token_requests(0.3)
+    with ThreadPoolExecutor(1) as pool, httpx.Client(verify=client_ssl_context()) as http:
+        with emulator.serve(tls=tls) as base_url:
+            answer = pool.submit(http.post, f"{base_url}/oidc/token", data=credentials(client))
+            deadline = time.monotonic() + 10
+            while not emulator.token_requests:  # until the request reaches the emulator
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            started = time.monotonic()
+        stopped_in = time.monotonic() - started
+        assert answer.result(timeout=10).status_code == 200
+    # The answer's 0.3 s delay, and little more: not serve()'s 5 s shutdown timeout.
+    assert stopped_in < 1.0
 
 
 # The pytest plugin

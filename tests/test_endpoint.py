@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, quote_plus
 
@@ -387,3 +388,16 @@ async def test_an_endless_token_response_is_read_only_so_far() -> None:
     with pytest.raises(TokenResponseError, match="more than 256 KiB"):
         await endpoint.request_token(RISK)
     assert len(pulled) <= MAX_RESPONSE_BYTES // 65536 + 1
+
+
+async def test_a_name_that_does_not_resolve_is_named_as_such() -> None:
+    """A token request whose host does not resolve says so, not just `ConnectError`."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except socket.gaierror as exc:
+            raise httpx.ConnectError("[Errno -2] Name or service not known") from exc
+
+    with pytest.raises(TokenRequestError, match="host name could not be resolved"):
+        await endpoint_answering(handler).request_token(RISK)

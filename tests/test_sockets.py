@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,13 +17,15 @@ import httpx
 import pytest
 import trio
 
-from mosaic_httpx_auth import AuthEvent, MosaicAuth, TokenResponseError
+from mosaic_httpx_auth import AuthEvent, MosaicAuth, TokenRequestError, TokenResponseError
 from mosaic_httpx_auth._token_states import REFUSAL_COOLDOWN
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, FakeClock, make_jwt
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from mosaic_httpx_auth.testing import MosaicEmulator
 
 pytestmark = pytest.mark.anyio
 
@@ -277,3 +280,34 @@ def test_two_event_loops_at_once_share_one_fetch_and_its_retries(server: _Mosaic
     assert statuses == [200] * 100
     assert server.token_requests == 1
     assert auth.stats().token_requests == 2
+
+
+async def test_a_refused_connection_is_named_as_such() -> None:
+    """A token endpoint where nothing listens gives an error saying the connection was refused,
+    and an httpx.HTTPError naming the API request that needed the token."""
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]  # free, and nothing will listen on it
+    auth = MosaicAuth(
+        CLIENT_ID, CLIENT_SECRET, token_url=f"http://127.0.0.1:{port}/oidc/token", max_attempts=1
+    )
+    async with auth, httpx.AsyncClient(auth=auth) as client:
+        with pytest.raises(httpx.HTTPError) as caught:
+            await client.get(f"http://127.0.0.1:{port}/cis/v1/users")
+    assert isinstance(caught.value, TokenRequestError)
+    assert "the connection was refused" in str(caught.value)
+    assert caught.value.request.url.path == "/cis/v1/users"
+
+
+async def test_a_certificate_that_cannot_be_verified_is_said_and_not_retried(
+    mosaic_emulator: MosaicEmulator,
+) -> None:
+    """Against a token endpoint whose TLS certificate is not trusted, the error says so after
+    one attempt: asking again would meet the same certificate."""
+    client = mosaic_emulator.register_client()
+    with mosaic_emulator.serve(tls=True) as base_url:
+        auth = MosaicAuth(client.client_id, client.client_secret, base_url=base_url)
+        async with auth:
+            with pytest.raises(TokenRequestError, match="certificate could not be verified"):
+                await auth.get_token()
+    assert auth.stats().token_requests == 1

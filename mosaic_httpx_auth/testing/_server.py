@@ -6,6 +6,7 @@ uvicorn (the ``emulator`` extra) is imported only when a server starts, so that
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 _HOST = "127.0.0.1"
 _STARTUP_TIMEOUT = 10.0
+# How often a stopping server looks for connections to drop (uvicorn itself checks every 0.1 s).
+_STOPPING_POLL_INTERVAL = 0.02
 
 
 class _HideDroppedConnections(logging.Filter):
@@ -55,7 +58,7 @@ def serve_locally(
     except ImportError as exc:
         raise ImportError(
             "serving the Mosaic emulator on a port needs uvicorn: "
-            "install mosaic-httpx-auth[emulator]"
+            "pip install 'mosaic-httpx-auth[emulator]'"
         ) from exc
 
     # Binding here, before the server starts, gives the port without a race and makes
@@ -90,8 +93,8 @@ def serve_locally(
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(
-            target=server.run,
-            kwargs={"sockets": [listener]},
+            target=_run,
+            args=(server, listener),
             name=f"mosaic-emulator-{bound_port}",
             daemon=True,  # a server that would not stop must not keep the process alive
         )
@@ -111,6 +114,37 @@ def serve_locally(
         listener.close()
         uvicorn_log.removeFilter(hide_drops)
         certificates.close()
+
+
+def _run(server: uvicorn.Server, listener: socket.socket) -> None:
+    """Run `server` on `listener` until it stops: what `uvicorn.Server.run` does, and more."""
+    asyncio.run(_serve(server, listener))
+
+
+async def _serve(server: uvicorn.Server, listener: socket.socket) -> None:
+    dropping = asyncio.create_task(_drop_closed_connections_while_stopping(server))
+    try:
+        await server.serve(sockets=[listener])
+    finally:
+        dropping.cancel()
+
+
+async def _drop_closed_connections_while_stopping(server: uvicorn.Server) -> None:
+    """Once `server` is stopping, drop each connection it has closed with nothing left to send.
+
+    uvicorn closes idle keep-alive connections as it stops, and over TLS a close waits for the
+    client's close_notify, which a client idling in its connection pool never sends: stopping
+    would take all of `shutdown_timeout`. A connection with a request in flight is closed only
+    once its response is sent, so that request still gets up to `shutdown_timeout`.
+    """
+    while True:
+        await asyncio.sleep(_STOPPING_POLL_INTERVAL)
+        if not server.should_exit:
+            continue
+        for connection in list(server.server_state.connections):
+            transport = connection.transport
+            if transport.is_closing() and transport.get_write_buffer_size() == 0:
+                transport.abort()
 
 
 def _tls_options(directory: Path) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """pytest fixtures for testing code that calls Mosaic against a `MosaicEmulator`.
 
-Enable them in a ``conftest.py``::
-
-    pytest_plugins = ["mosaic_httpx_auth.testing.pytest_plugin"]
+Installed with mosaic-httpx-auth, pytest loads this plugin in every project: so it imports
+nothing but pytest until a test asks for one of its fixtures, and lives outside the
+`mosaic_httpx_auth` package, whose import would bring httpx and the rest along. Turn it off
+with ``pytest -p no:pytest_mosaic_httpx_auth``; with plugin autoloading off
+(``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``), turn it on with ``-p pytest_mosaic_httpx_auth``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ if TYPE_CHECKING:
 
     from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient
 
-# Imports happen inside the fixtures, so that loading the plugin costs nothing until a test
-# uses one.
 
 
 @pytest.fixture(scope="session")
