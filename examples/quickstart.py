@@ -8,6 +8,7 @@ real Mosaic; without them it runs against the emulator that ships with the libra
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter
 
@@ -33,7 +34,6 @@ class Demo:
             client = self.emulator.register_client(resources=[RISK_RESOURCE, VERIFY_RESOURCE])
             settings = {"client_id": client.client_id, "client_secret": client.client_secret}
             transport = self.emulator.transport()
-        self.base_url = os.environ.get("MOSAIC_BASE_URL", "https://api.transmitsecurity.io")
         # Counting what goes to the token endpoint shows single flight at work.
         token_client = httpx.AsyncClient(
             transport=transport, event_hooks={"request": [self._count_token_request]}
@@ -41,11 +41,9 @@ class Demo:
         self.auth = MosaicAuth.from_env(
             **settings,
             http_client=token_client,
-            resources={
-                f"{self.base_url}/risk": RISK_RESOURCE,
-                f"{self.base_url}/verify": VERIFY_RESOURCE,
-            },
+            resources={"/risk": RISK_RESOURCE, "/verify": VERIFY_RESOURCE},
         )
+        self.base_url = self.auth.base_url
         self.token_client = token_client
         self.api = httpx.AsyncClient(auth=self.auth, base_url=self.base_url, transport=transport)
 
@@ -59,13 +57,21 @@ class Demo:
 
 async def concurrent_calls(demo: Demo) -> str:
     statuses: Counter[int] = Counter()
+    failures: list[MosaicAuthError] = []
 
     async def call() -> None:
-        statuses[(await demo.api.get("/cis/v1/users", params={"page_limit": 1})).status_code] += 1
+        try:
+            response = await demo.api.get("/cis/v1/users", params={"page_limit": 1})
+        except MosaicAuthError as exc:
+            failures.append(exc)  # the same cause for every call: reported once, below
+        else:
+            statuses[response.status_code] += 1
 
     async with anyio.create_task_group() as tasks:
         for _ in range(CONCURRENT_CALLS):
             tasks.start_soon(call)
+    if failures:
+        raise failures[0]
     return " · ".join(f"{count} x HTTP {status}" for status, count in sorted(statuses.items()))
 
 
@@ -97,8 +103,12 @@ async def revoked_token(demo: Demo) -> str:
     return f"HTTP {response.status_code} after {retries} transparent retry (the caller saw no 401)"
 
 
-async def main() -> None:
-    demo = Demo()
+async def main() -> int:
+    try:
+        demo = Demo()
+    except MosaicAuthError as exc:
+        print(f"The demo cannot start: {exc}", file=sys.stderr)
+        return 2
     where = "the embedded Mosaic emulator" if demo.emulator else demo.base_url
     print(f"mosaic-httpx-auth demo against {where}")
     if demo.emulator:
@@ -112,7 +122,11 @@ async def main() -> None:
         for number, (title, step) in enumerate(steps, start=1):
             before = demo.token_requests
             started = time.perf_counter()
-            outcome = await step(demo)
+            try:
+                outcome = await step(demo)
+            except MosaicAuthError as exc:
+                print(f"{number}. {title}: failed: {exc}", file=sys.stderr)
+                return 1
             elapsed = (time.perf_counter() - started) * 1000
             requests = demo.token_requests - before
             print(f"\n{number}. {title}")
@@ -120,7 +134,8 @@ async def main() -> None:
             print(f"   {requests} token request{'s' * (requests != 1)} · {elapsed:.1f} ms")
     finally:
         await demo.aclose()
+    return 0
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    sys.exit(anyio.run(main))

@@ -10,6 +10,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 logger = logging.getLogger("mosaic_httpx_auth")
+# A library's warnings belong to the application's logging setup: without one, they would go
+# to stderr through logging's last resort, doubling the error the caller is handed anyway.
+logger.addHandler(logging.NullHandler())
 
 EventName = Literal[
     "token_fetched",

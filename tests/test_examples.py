@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,24 +22,29 @@ if TYPE_CHECKING:
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def run_example(name: str) -> str:
-    """Run an example as a script with no Mosaic credentials; return what it printed."""
+def run_example(name: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run an example as a script with only the Mosaic `settings` given (none: the emulator)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
-    finished = subprocess.run(  # noqa: S603 - our own example, fixed arguments
+    return subprocess.run(  # noqa: S603 - our own example, fixed arguments
         [sys.executable, str(EXAMPLES / name)],
-        env=environment,
+        env={**environment, **settings},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def report_of(name: str) -> str:
+    """What an example printed, run against the emulator; it must succeed."""
+    finished = run_example(name)
     assert finished.returncode == 0, finished.stderr
     return finished.stdout
 
 
 def test_quickstart_reports_each_step() -> None:
     """The demo shows one token request for 100 calls, two resources and a recovered 401."""
-    report = run_example("quickstart.py")
+    report = report_of("quickstart.py")
     assert "against the embedded Mosaic emulator" in report
     step1, step2, step3 = report.split("\n\n")[1:]
     assert "100 x HTTP 200" in step1
@@ -51,7 +57,7 @@ def test_quickstart_reports_each_step() -> None:
 
 def test_multiple_resources_routes_each_api_to_its_resource() -> None:
     """Each of the three APIs is called with its own resource's token and answers 200."""
-    lines = run_example("multiple_resources.py").splitlines()
+    lines = report_of("multiple_resources.py").splitlines()
     assert [line.split()[2:4] for line in lines] == [["HTTP", "200"]] * 3
     assert lines[1].endswith(f"resource: {RISK_RESOURCE}")
 
@@ -74,3 +80,37 @@ def test_web_service_served_by_uvicorn_calls_the_served_emulator(
             ]
     assert [decision["decision"] for decision in decisions] == ["allow"] * 3
     assert emulator.token_requests == {RISK_RESOURCE: 1}
+
+
+def test_the_demo_against_an_endpoint_that_is_down_says_so_in_one_line() -> None:
+    """With credentials for a token endpoint where nothing listens, the demo prints one line
+    naming the cause, no traceback, and exits 1."""
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    finished = run_example(
+        "quickstart.py",
+        MOSAIC_CLIENT_ID="client",
+        MOSAIC_CLIENT_SECRET="secret",
+        MOSAIC_TOKEN_URL=f"http://127.0.0.1:{port}/oidc/token",
+    )
+    assert finished.returncode == 1
+    assert finished.stderr.splitlines() == [finished.stderr.strip()]
+    assert "the connection was refused" in finished.stderr
+
+
+def test_the_demo_with_a_wrong_secret_says_so_in_one_line() -> None:
+    """With a secret the token endpoint refuses, the demo prints the refusal once and exits 1."""
+    emulator = MosaicEmulator()
+    client = emulator.register_client()
+    with emulator.serve() as base_url:
+        finished = run_example(
+            "quickstart.py",
+            MOSAIC_CLIENT_ID=client.client_id,
+            MOSAIC_CLIENT_SECRET="not-the-secret",
+            MOSAIC_BASE_URL=base_url,
+        )
+    assert finished.returncode == 1
+    assert finished.stderr.splitlines() == [finished.stderr.strip()]
+    assert "invalid_client" in finished.stderr
+    assert "not-the-secret" not in finished.stderr
