@@ -10,6 +10,9 @@ with a new token::
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+"""This release's version: the one place it is written (the wheel's metadata reads it)."""
+
 from ._auth import MosaicAuth
 from ._cache import CacheKey, MemoryTokenCache, TokenCache
 from ._exceptions import (

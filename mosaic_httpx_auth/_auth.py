@@ -170,7 +170,8 @@ class MosaicAuth(httpx.Auth):
 
         Reads ``MOSAIC_CLIENT_ID`` (required), ``MOSAIC_CLIENT_SECRET``,
         ``MOSAIC_PRIVATE_KEY`` (PEM or JWK JSON) or ``MOSAIC_PRIVATE_KEY_FILE``,
-        ``MOSAIC_KEY_ID``, ``MOSAIC_CLIENT_AUTH``, ``MOSAIC_REGION``, ``MOSAIC_BASE_URL``,
+        ``MOSAIC_KEY_ID``, ``MOSAIC_SIGNING_ALGORITHM``, ``MOSAIC_CLIENT_AUTH``,
+        ``MOSAIC_REGION``, ``MOSAIC_BASE_URL``,
         ``MOSAIC_TOKEN_URL`` and ``MOSAIC_RESOURCE``. A missing or contradictory setting raises
         a `ConfigurationError` naming the variable, never its value.
         """

@@ -17,6 +17,7 @@ ENVIRONMENT_VARIABLES = {
     "MOSAIC_CLIENT_AUTH": "client_auth",
     "MOSAIC_PRIVATE_KEY": "private_key",
     "MOSAIC_KEY_ID": "key_id",
+    "MOSAIC_SIGNING_ALGORITHM": "signing_algorithm",
     "MOSAIC_REGION": "region",
     "MOSAIC_BASE_URL": "base_url",
     "MOSAIC_TOKEN_URL": "token_url",

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
-from mosaic_httpx_auth import ConfigurationError, MosaicAuth, generate_signing_key
+from mosaic_httpx_auth import (
+    ConfigurationError,
+    MosaicAuth,
+    TokenRequestError,
+    generate_signing_key,
+)
 from mosaic_httpx_auth._environment import ENVIRONMENT_VARIABLES, PRIVATE_KEY_FILE
 
-from .helpers import CLIENT_ID, CLIENT_SECRET, RISK
+from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, FakeClock
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from mosaic_httpx_auth.testing import MosaicEmulator
 
 pytestmark = pytest.mark.anyio
 
@@ -182,3 +190,30 @@ async def test_an_override_can_clear_a_variable(monkeypatch: pytest.MonkeyPatch)
     setenv(monkeypatch, CLIENT_ID=CLIENT_ID, CLIENT_SECRET=CLIENT_SECRET)
     async with MosaicAuth.from_env(client_secret=None, private_key=KEY.private_key_pem) as auth:
         assert "client_auth='private_key_jwt'" in repr(auth)
+
+
+@pytest.mark.parametrize("algorithm", ["PS256", None])
+async def test_a_ps256_key_file_signs_ps256_when_the_environment_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    emulator: MosaicEmulator,
+    clock: FakeClock,
+    algorithm: str | None,
+) -> None:
+    """A PS256 key from keygen, in a PEM file, gets tokens once MOSAIC_SIGNING_ALGORITHM says
+    PS256; without it the assertion is signed RS256 and refused."""
+    pair = generate_signing_key("PS256")
+    client = emulator.register_client(jwks=pair.public_jwks)
+    (tmp_path / "key.pem").write_bytes(pair.private_key_pem)
+    setenv(monkeypatch, CLIENT_ID=client.client_id, PRIVATE_KEY_FILE=str(tmp_path / "key.pem"))
+    if algorithm is not None:
+        setenv(monkeypatch, SIGNING_ALGORITHM=algorithm)
+    http_client = httpx.AsyncClient(transport=emulator.transport())
+    auth = MosaicAuth.from_env(http_client=http_client, max_attempts=1, clock=clock)
+    async with auth:
+        if algorithm is None:
+            with pytest.raises(TokenRequestError, match="invalid_client"):
+                await auth.get_token()
+        else:
+            assert (await auth.get_token()).claims["sub"] == client.client_id
+    await http_client.aclose()
