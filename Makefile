@@ -2,47 +2,57 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Each stamp records what is installed in the venv, and is redone when pyproject.toml changes.
+DEMO_STAMP := $(VENV)/.demo-installed
+TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: demo test lint typecheck pytest coverage bench clean
+.PHONY: demo test lint typecheck pytest coverage matrix bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall when the project's dependencies change.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# The demo needs the library alone: its emulator runs in process.
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(DEMO_STAMP)
 
 # The main job: a timed report of what the library does, against the embedded emulator unless
 # MOSAIC_CLIENT_ID and MOSAIC_CLIENT_SECRET are set.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/quickstart.py
 
 test: lint typecheck pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-# `coverage run`, not pytest-cov: the emulator's pytest plugin imports the package before
-# pytest-cov would start measuring. Branch coverage is held at `fail_under`; the table is
-# printed when it falls short (and by `make coverage`), so pytest's summary closes the run.
-pytest: $(STAMP)
+# `coverage run`, not pytest-cov: coverage must start before pytest loads the package.
+# Branch coverage is held at `fail_under`; the table is printed when it falls short (and by
+# `make coverage`), so pytest's summary closes the run.
+pytest: $(TEST_STAMP)
 	$(BIN)/coverage run -m pytest
 	@$(BIN)/coverage report > /dev/null || $(BIN)/coverage report
 
-coverage: $(STAMP)
+coverage: $(TEST_STAMP)
 	$(BIN)/coverage report
 
+# The tests on every Python the classifiers name, each in a venv of its own (CI runs this).
+matrix:
+	.ci/matrix
+
 # Speed goals are shown here, not asserted by timed tests.
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/warm_request.py
 	$(BIN)/python benchmarks/cold_start_stall.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient
 
 
-
 @pytest.fixture(scope="session")
 def mosaic_signing_key() -> RSAKey:
     """The RSA key that signs the tokens of every `mosaic_emulator` in the session.

@@ -10,9 +10,6 @@ with a new token::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-"""This release's version: the one place it is written (the wheel's metadata reads it)."""
-
 from ._auth import MosaicAuth
 from ._cache import CacheKey, MemoryTokenCache, TokenCache
 from ._exceptions import (
@@ -27,6 +24,9 @@ from ._keys import SigningKeyPair, generate_signing_key
 from ._services import DEFAULT_TOKEN_URL, REGION_HOSTS, RISK_RESOURCE, VERIFY_RESOURCE
 from ._telemetry import AuthEvent, AuthStats
 from ._token import AccessToken
+
+__version__ = "0.1.0"
+"""This release's version: the one place it is written (the wheel's metadata reads it)."""
 
 __all__ = [
     "DEFAULT_TOKEN_URL",

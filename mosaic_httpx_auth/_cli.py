@@ -3,50 +3,102 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import importlib
 import json
+import logging
 import os
+import shlex
 import signal
+import ssl
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
+from . import __version__
 from ._auth import MosaicAuth
 from ._exceptions import ConfigurationError, MosaicAuthError
 from ._keys import SIGNING_ALGORITHMS, generate_signing_key
 from ._services import RISK_RESOURCE, VERIFY_RESOURCE
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
-# Exit codes: 1 the token endpoint refused or failed, 2 bad usage or configuration.
+# Exit codes: 1 the token endpoint refused or failed, 2 bad usage or configuration (a missing
+# extra and a port in use included).
 EXIT_TOKEN_ERROR = 1
 EXIT_USAGE = 2
+
+_PROGRAM = "mosaic-httpx-auth"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit code."""
     arguments = _parser().parse_args(argv)
+    with _library_logging(verbose=arguments.verbose):
+        try:
+            return int(arguments.run(arguments))
+        except ConfigurationError as exc:
+            print(_error_line(exc), file=sys.stderr)
+            return EXIT_USAGE
+        except MosaicAuthError as exc:
+            print(_error_line(exc), file=sys.stderr)
+            return EXIT_TOKEN_ERROR
+
+
+def _error_line(error: MosaicAuthError) -> str:
+    # The library shows a request without a resource as "for resource None", as code would.
+    message = str(error).replace("for resource None", "without a resource")
+    return f"{_PROGRAM}: {message}"
+
+
+@contextlib.contextmanager
+def _library_logging(*, verbose: bool) -> Iterator[None]:
+    """With --verbose, print the library's log lines to stderr while the command runs.
+
+    Without, they go nowhere (the library logs to a NullHandler unless told otherwise), and a
+    failure is reported once, by the command.
+    """
+    if not verbose:
+        yield
+        return
+    library_logger = logging.getLogger("mosaic_httpx_auth")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    level = library_logger.level
+    library_logger.addHandler(handler)
+    library_logger.setLevel(logging.DEBUG)
     try:
-        return int(arguments.run(arguments))
-    except ConfigurationError as exc:
-        print(f"mosaic-httpx-auth: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except MosaicAuthError as exc:
-        print(f"mosaic-httpx-auth: {exc}", file=sys.stderr)
-        return EXIT_TOKEN_ERROR
+        yield
+    finally:
+        # `main` may run inside a process whose logging it must leave as it found it.
+        library_logger.removeHandler(handler)
+        library_logger.setLevel(level)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mosaic-httpx-auth",
+        prog=_PROGRAM,
         description="Transmit Security Mosaic client access tokens from the command line.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbose_help = "also print the library's log lines (token requests, retries) to stderr"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    # Accepted after the command too; SUPPRESS keeps a command from resetting it when absent.
+    after_the_command = argparse.ArgumentParser(add_help=False)
+    after_the_command.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     token = commands.add_parser(
         "token",
+        parents=[after_the_command],
         help="fetch a client access token and print it",
         description=(
             "Fetch a client access token with the settings in MOSAIC_* environment variables "
@@ -63,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
     keygen = commands.add_parser(
         "keygen",
+        parents=[after_the_command],
         help="generate a key pair for private_key_jwt",
         description=(
             "Write a new private key (PEM, readable by you only) to PATH and print the public "
@@ -77,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser(
         "emulator",
+        parents=[after_the_command],
         help="serve a Mosaic emulator on 127.0.0.1 for local development",
         description=(
             "Serve the Mosaic emulator on 127.0.0.1 with one registered client, allowed the "
@@ -84,7 +138,12 @@ def _parser() -> argparse.ArgumentParser:
             "Needs the emulator extra: pip install 'mosaic-httpx-auth[emulator]'."
         ),
     )
-    emulator.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any)")
+    emulator.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any)")
+    emulator.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS, with a certificate from a throwaway test CA whose file it prints",
+    )
     emulator.add_argument("--client-id", help="the client ID to register (default: random)")
     emulator.add_argument("--client-secret", help="its secret (default: random)")
     emulator.add_argument(
@@ -120,11 +179,41 @@ def _keygen(arguments: argparse.Namespace) -> int:
     with os.fdopen(descriptor, "wb") as file:
         file.write(pair.private_key_pem)
     print(json.dumps(pair.public_jwks, indent=2))
-    print(f"private key written to {arguments.path} (kid {pair.key_id})", file=sys.stderr)
+    # Every setting the key needs, so that nothing (the algorithm above all) is left to guess.
+    settings = {
+        "MOSAIC_CLIENT_AUTH": "private_key_jwt",
+        "MOSAIC_PRIVATE_KEY_FILE": os.path.abspath(arguments.path),
+        "MOSAIC_KEY_ID": pair.key_id,
+        "MOSAIC_SIGNING_ALGORITHM": arguments.algorithm,
+    }
+    print(
+        f"private key written to {arguments.path}. Register the JWKS above with the app in "
+        "Mosaic's Admin Portal, then set:",
+        file=sys.stderr,
+    )
+    for variable, value in settings.items():
+        print(f"  export {variable}={shlex.quote(value)}", file=sys.stderr)
     return 0
 
 
+def _port(text: str) -> int:
+    """The value of --port: a TCP port number, 0 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return port
+
+
 def _emulator(arguments: argparse.Namespace) -> int:
+    try:
+        importlib.import_module("uvicorn")
+    except ImportError:
+        raise ConfigurationError(
+            "the emulator command needs uvicorn: pip install 'mosaic-httpx-auth[emulator]'"
+        ) from None
     from .testing import MosaicEmulator
 
     emulator = MosaicEmulator(token_lifetime=arguments.token_lifetime)
@@ -133,17 +222,49 @@ def _emulator(arguments: argparse.Namespace) -> int:
         client_secret=arguments.client_secret,
         resources=[RISK_RESOURCE, VERIFY_RESOURCE],
     )
-    with emulator.serve(port=arguments.port) as base_url:
+    with contextlib.ExitStack() as running:
+        try:
+            base_url = running.enter_context(emulator.serve(port=arguments.port, tls=arguments.tls))
+        except OSError as exc:
+            raise ConfigurationError(_cannot_serve(arguments.port, exc)) from None
         # The emulator's own made-up credentials: printing them is the point.
         print(f"Mosaic emulator serving on {base_url} (Ctrl+C stops it). Use:")
         print(f"  export MOSAIC_CLIENT_ID={client.client_id}")
         print(f"  export MOSAIC_CLIENT_SECRET={client.client_secret}")
         print(f"  export MOSAIC_TOKEN_URL={base_url}/oidc/token")
         print(f"  export MOSAIC_BASE_URL={base_url}")
+        if arguments.tls:
+            print(f"  export SSL_CERT_FILE={running.enter_context(_test_ca_file())}")
         print(f"Resources: {RISK_RESOURCE} (/risk/...), {VERIFY_RESOURCE} (/verify/...)")
+        if arguments.tls:
+            print(
+                "SSL_CERT_FILE makes httpx trust the emulator's test CA, and no other, in this "
+                'shell; curl needs --cacert "$SSL_CERT_FILE".'
+            )
         sys.stdout.flush()
         _wait_for_stop_signal()
     return 0
+
+
+def _cannot_serve(port: int, error: OSError) -> str:
+    """Why the emulator could not listen on `port`, and what to do about it."""
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} is in use: pick another with --port"
+    return f"cannot serve on 127.0.0.1:{port}: {error.strerror or error}"
+
+
+@contextlib.contextmanager
+def _test_ca_file() -> Iterator[Path]:
+    """A file with the certificate (PEM) of the CA that issues the emulator's HTTPS
+    certificates, for clients to trust; removed on exit."""
+    from .testing import client_ssl_context
+
+    # The context for the emulator's clients trusts that CA alone.
+    (certificate,) = client_ssl_context().get_ca_certs(binary_form=True)
+    with tempfile.TemporaryDirectory(prefix="mosaic-emulator-ca-") as directory:
+        path = Path(directory) / "ca-cert.pem"
+        path.write_text(ssl.DER_cert_to_PEM_cert(certificate), encoding="ascii")
+        yield path
 
 
 def _wait_for_stop_signal() -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from joserfc import jws
 
-from mosaic_httpx_auth import RISK_RESOURCE
+from mosaic_httpx_auth import RISK_RESOURCE, __version__
 from mosaic_httpx_auth._cli import main
 from mosaic_httpx_auth.testing import MosaicEmulator
 
@@ -85,38 +91,158 @@ def test_a_refused_token_request_exits_1_without_the_secret(
     assert "wrong-secret-value" not in captured.err + captured.out
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_emulator_command_serves_until_interrupted(stop_signal: signal.Signals) -> None:
-    """`emulator` serves on loopback, prints working settings, and stops cleanly on Ctrl+C or
-    SIGTERM, even when started with SIGINT ignored (as background jobs are)."""
+def test_a_refused_token_request_is_reported_once_in_words(
+    served: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused token request is one line on stderr, the command's own, which says "without
+    a resource" rather than "None"."""
+    monkeypatch.setenv("MOSAIC_CLIENT_SECRET", "wrong-secret-value")
+    # A process of its own: in pytest's, its logging would catch the library's warning.
+    result = subprocess.run(
+        [sys.executable, "-m", "mosaic_httpx_auth", "token"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("mosaic-httpx-auth: the token endpoint refused a token without a ")
+    assert "None" not in line
+
+
+@pytest.mark.parametrize("argv", [["-v", "token"], ["token", "--verbose"]], ids=["before", "after"])
+def test_verbose_prints_the_library_log_lines_too(
+    served: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    """`-v`, before or after the command, prints the library's log lines to stderr as well."""
+    monkeypatch.setenv("MOSAIC_CLIENT_SECRET", "wrong-secret-value")
+    assert main(argv) == 1
+    log_line, command_line = capsys.readouterr().err.splitlines()
+    assert log_line.startswith("WARNING mosaic_httpx_auth: token request 1 ")
+    assert command_line.startswith("mosaic-httpx-auth: the token endpoint refused")
+
+
+def test_version_prints_the_program_and_its_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--version` prints the program's name and the package's version, and exits with 0."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert printed == f"mosaic-httpx-auth {__version__}\n"
+    assert re.fullmatch(r"mosaic-httpx-auth \d+\.\d+\.\d+\S*\n", printed)
+
+
+# The emulator command
+
+
+@contextlib.contextmanager
+def emulator_command(
+    *options: str, stop_signal: signal.Signals = signal.SIGINT
+) -> Iterator[list[str]]:
+    """Run `emulator --port 0` with `options` as a background job would be (SIGINT ignored),
+    yield the lines it prints up to the resources line, then stop it with `stop_signal` and
+    check that it exits with 0."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
-    with subprocess.Popen(
-        [sys.executable, "-m", "mosaic_httpx_auth", "emulator", "--port", "0"],
+    with subprocess.Popen(  # noqa: S603 - our own interpreter, our own arguments
+        [sys.executable, "-m", "mosaic_httpx_auth", "emulator", "--port", "0", *options],
         stdout=subprocess.PIPE,
         text=True,
         env=environment,
-        # As a background job of a non-interactive shell would be started.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     ) as server:
         try:
             assert server.stdout is not None
-            banner = [server.stdout.readline() for _ in range(6)]
-            assert banner[0].startswith("Mosaic emulator serving on http://127.0.0.1:")
-            settings = dict(
-                line.strip().removeprefix("export ").split("=", 1) for line in banner[1:5]
-            )
-            token = subprocess.run(
-                [sys.executable, "-m", "mosaic_httpx_auth", "token", "--claims"],
-                env={**environment, **settings},
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=30,
-            )
-            assert json.loads(token.stdout)["sub"] == settings["MOSAIC_CLIENT_ID"]
+            banner = [server.stdout.readline()]
+            while not banner[-1].startswith("Resources:"):
+                assert banner[-1], "the emulator command stopped before printing its settings"
+                banner.append(server.stdout.readline())
+            yield banner
         finally:
             server.send_signal(stop_signal)
             try:
                 assert server.wait(timeout=15) == 0
             finally:
                 server.kill()  # a no-op once it has exited; never leaves the run hanging
+
+
+def exported(banner: list[str]) -> dict[str, str]:
+    """The variables that the emulator command's `export` lines set."""
+    exports = [line.strip().removeprefix("export ") for line in banner if "export " in line]
+    return dict(export.split("=", 1) for export in exports)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_emulator_command_serves_until_interrupted(stop_signal: signal.Signals) -> None:
+    """`emulator` serves on loopback, prints working settings, and stops cleanly on Ctrl+C or
+    SIGTERM, even when started with SIGINT ignored (as background jobs are)."""
+    with emulator_command(stop_signal=stop_signal) as banner:
+        assert banner[0].startswith("Mosaic emulator serving on http://127.0.0.1:")
+        settings = exported(banner)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
+        token = subprocess.run(
+            [sys.executable, "-m", "mosaic_httpx_auth", "token", "--claims"],
+            env={**environment, **settings},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        assert json.loads(token.stdout)["sub"] == settings["MOSAIC_CLIENT_ID"]
+
+
+def test_emulator_command_with_tls_serves_https_and_prints_the_ca_to_trust() -> None:
+    """`emulator --tls` serves HTTPS and prints, as SSL_CERT_FILE, the CA file that makes a
+    client trust it; the file is gone once the emulator stops."""
+    with emulator_command("--tls") as banner:
+        assert banner[0].startswith("Mosaic emulator serving on https://127.0.0.1:")
+        settings = exported(banner)
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": settings["MOSAIC_CLIENT_ID"],
+            "client_secret": settings["MOSAIC_CLIENT_SECRET"],
+            "resource": RISK_RESOURCE,
+        }
+        trusting_the_ca = ssl.create_default_context(cafile=settings["SSL_CERT_FILE"])
+        response = httpx.post(settings["MOSAIC_TOKEN_URL"], data=form, verify=trusting_the_ca)
+    assert response.status_code == 200, response.text
+    claims = json.loads(jws.extract_compact(response.json()["access_token"].encode()).payload)
+    assert claims["aud"] == RISK_RESOURCE
+    assert not Path(settings["SSL_CERT_FILE"]).exists()
+
+
+def test_emulator_without_uvicorn_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without uvicorn, `emulator` exits with 2 and one line naming the extra to install."""
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # makes `import uvicorn` fail
+    assert main(["emulator", "--port", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "mosaic-httpx-auth: the emulator command needs uvicorn: "
+        "pip install 'mosaic-httpx-auth[emulator]'\n"
+    )
+
+
+def test_emulator_on_a_port_in_use_says_to_pick_another(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On a port in use, `emulator` exits with 2 and one line saying to pick another."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["emulator", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (
+        f"mosaic-httpx-auth: port {port} is in use: pick another with --port\n"
+    )
+
+
+@pytest.mark.parametrize("port", ["65536", "-1"])
+def test_emulator_port_must_be_a_port_number(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --port out of range is a usage error (exit 2), not a traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["emulator", "--port", port])
+    assert exit_info.value.code == 2
+    assert "not a port number" in capsys.readouterr().err

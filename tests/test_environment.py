@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 from typing import TYPE_CHECKING
 
 import httpx
@@ -13,6 +16,7 @@ from mosaic_httpx_auth import (
     TokenRequestError,
     generate_signing_key,
 )
+from mosaic_httpx_auth._cli import main
 from mosaic_httpx_auth._environment import ENVIRONMENT_VARIABLES, PRIVATE_KEY_FILE
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, FakeClock
@@ -216,4 +220,27 @@ async def test_a_ps256_key_file_signs_ps256_when_the_environment_says_so(
                 await auth.get_token()
         else:
             assert (await auth.get_token()).claims["sub"] == client.client_id
+    await http_client.aclose()
+
+
+async def test_the_settings_keygen_prints_get_tokens_as_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    emulator: MosaicEmulator,
+    clock: FakeClock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`keygen --algorithm PS256` prints the JWKS to register and the exact variables to set:
+    set as printed, from_env gets a token with the key."""
+    assert main(["keygen", str(tmp_path / "key.pem"), "--algorithm", "PS256"]) == 0
+    printed = capsys.readouterr()
+    client = emulator.register_client(jwks=json.loads(printed.out))
+    exports = [line.split(None, 1)[1] for line in printed.err.splitlines() if "export " in line]
+    for variable, _, value in (shlex.split(export)[0].partition("=") for export in exports):
+        monkeypatch.setenv(variable, value)
+    assert os.environ["MOSAIC_SIGNING_ALGORITHM"] == "PS256"
+    monkeypatch.setenv("MOSAIC_CLIENT_ID", client.client_id)
+    http_client = httpx.AsyncClient(transport=emulator.transport())
+    async with MosaicAuth.from_env(http_client=http_client, clock=clock) as auth:
+        assert (await auth.get_token()).claims["sub"] == client.client_id
     await http_client.aclose()

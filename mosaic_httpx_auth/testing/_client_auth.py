@@ -265,6 +265,9 @@ def _check_claims(
             if expected
             else f"the client assertion's {exc.claim} is invalid: {exc.description}"
         )
+    # RFC 7519 §4.1.4: refused *on or after* exp; joserfc before 1.8 accepts it at exp.
+    if claims["exp"] <= int(now):
+        _refuse("the client assertion has expired")
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:

@@ -117,7 +117,8 @@ def serve_locally(
 
 
 def _run(server: uvicorn.Server, listener: socket.socket) -> None:
-    """Run `server` on `listener` until it stops: what `uvicorn.Server.run` does, and more."""
+    """Run `server` on `listener` until it stops, as `uvicorn.Server.run` does, and keep the
+    connections it closes from holding up the stop."""
     asyncio.run(_serve(server, listener))
 
 

@@ -58,4 +58,5 @@ class TokenSigner:
             ).validate(claims)
         except (JoseError, ValueError, UnicodeError):
             return None
-        return claims
+        # RFC 7519 §4.1.4: not accepted *on or after* exp; joserfc before 1.8 accepts it at exp.
+        return claims if claims["exp"] > int(now) else None
