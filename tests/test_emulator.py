@@ -726,3 +726,17 @@ async def test_mosaic_auth_gets_through_and_recovers_from_revocation(
     assert json.loads(second.request.content) == {"a": 1}
     assert emulator.token_requests == {RISK: 2}
     assert emulator.rejected_api_calls == {"/risk/v1/action/result": 1}
+
+
+@pytest.mark.anyio
+async def test_a_management_application_gets_tokens_with_the_admin_role(
+    emulator: MosaicEmulator,
+) -> None:
+    """Tokens of a client registered as a Management Application carry roles ["Admin"];
+    others carry no roles."""
+    admin = emulator.register_client(management=True)
+    app = emulator.register_client()
+    admin_token = await emulator.auth(admin).get_token()
+    app_token = await emulator.auth(app).get_token()
+    assert admin_token.claims["roles"] == ["Admin"]
+    assert "roles" not in app_token.claims

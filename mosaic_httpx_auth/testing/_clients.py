@@ -50,6 +50,8 @@ class RegisteredClient:
     certificate_sha256: str | None = None
     """The SHA-256 fingerprint (lowercase hex) of its TLS client certificate, for the
     ``tls_client_auth`` methods; None for the others."""
+    management: bool = False
+    """Whether it is a Management Application: its tokens carry the ``Admin`` role."""
     _client_secret: str | None = field(default=None, repr=False)
     _public_keys: KeySet | None = field(default=None, repr=False)
 
@@ -89,6 +91,7 @@ def new_client(
     jwks: Key | KeySet | Mapping[str, Any] | None,
     certificate: bytes | str | None,
     certificate_sha256: str | None,
+    management: bool = False,
 ) -> RegisteredClient:
     """A client for `MosaicEmulator.register_client`, with its arguments checked.
 
@@ -140,6 +143,7 @@ def new_client(
         certificate_sha256=None
         if certificate_sha256 is None
         else normalize_sha256(certificate_sha256),
+        management=management,
         _client_secret=client_secret,
         _public_keys=None if jwks is None else _public_key_set(jwks),
     )

@@ -133,6 +133,7 @@ class MosaicEmulator:
         jwks: Key | KeySet | Mapping[str, Any] | None = None,
         certificate: bytes | str | None = None,
         certificate_sha256: str | None = None,
+        management: bool = False,
     ) -> RegisteredClient:
         """Register an application that may request tokens, with random credentials by default.
 
@@ -156,6 +157,7 @@ class MosaicEmulator:
             certificate: For the TLS methods: its client certificate, PEM or DER.
             certificate_sha256: For the TLS methods, instead of `certificate`: its SHA-256
                 fingerprint in hex, as `ClientCertificate.sha256` gives it.
+            management: A Management Application: its tokens carry ``roles: ["Admin"]``.
         """
         client = new_client(
             resources=resources,
@@ -166,6 +168,7 @@ class MosaicEmulator:
             jwks=jwks,
             certificate=certificate,
             certificate_sha256=certificate_sha256,
+            management=management,
         )
         with self._lock:
             if client.client_id in self._clients:
@@ -445,6 +448,7 @@ class MosaicEmulator:
                 "app_id": client.app_id,
                 "tid": self.tenant_id,
                 "scope": "",
+                **({"roles": ["Admin"]} if client.management else {}),
             }
         )
         with self._lock:
