@@ -53,6 +53,7 @@ matrix:
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/warm_request.py
 	$(BIN)/python benchmarks/cold_start_stall.py
+	$(BIN)/python benchmarks/startup_cost.py
 
 clean:
 	rm -rf $(VENV) .venv-* .mypy_cache .pytest_cache .ruff_cache

@@ -42,7 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     with _library_logging(verbose=arguments.verbose):
         try:
-            return int(arguments.run(arguments))
+            code = int(arguments.run(arguments))
+            sys.stdout.flush()  # here, where a reader that hung up can be handled
+            return code
+        except BrokenPipeError:
+            # The reader went away (`... | head -1`): end quietly, as the Python docs advise,
+            # pointing stdout at devnull so that the flush at exit cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_TOKEN_ERROR
         except ConfigurationError as exc:
             print(_error_line(exc), file=sys.stderr)
             return EXIT_USAGE

@@ -246,3 +246,21 @@ def test_emulator_port_must_be_a_port_number(port: str, capsys: pytest.CaptureFi
         main(["emulator", "--port", port])
     assert exit_info.value.code == 2
     assert "not a port number" in capsys.readouterr().err
+
+
+def test_a_reader_that_hangs_up_early_gets_no_traceback(served: str) -> None:
+    """`mosaic-httpx-auth token --claims | head -1`: when the reader has gone, the command
+    ends quietly instead of printing a BrokenPipeError traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    finished = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "mosaic_httpx_auth", "token", "--claims"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    os.close(write_end)
+    assert "Traceback" not in finished.stderr
+    assert "BrokenPipeError" not in finished.stderr
