@@ -10,7 +10,6 @@ TEST_STAMP := $(VENV)/.test-installed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The demo needs the library alone: its emulator runs in process.
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
