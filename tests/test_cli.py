@@ -253,7 +253,7 @@ def test_a_reader_that_hangs_up_early_gets_no_traceback(served: str) -> None:
     ends quietly instead of printing a BrokenPipeError traceback."""
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written
-    finished = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+    finished = subprocess.run(
         [sys.executable, "-m", "mosaic_httpx_auth", "token", "--claims"],
         stdout=write_end,
         stderr=subprocess.PIPE,
