@@ -229,13 +229,16 @@ class MosaicAuth(httpx.Auth):
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)
 
-    async def _usable_token(self, resource: str | None, request: httpx.Request) -> AccessToken:
-        """The store's token for `resource`; its failure names `request` as the one that
-        needed it, as httpx's own errors do."""
+    async def _usable_token(
+        self, resource: str | None, request: httpx.Request | None = None
+    ) -> AccessToken:
+        """The store's token for `resource`. Its failure names `request` as the one that
+        needed it, as httpx's own errors do; without one, the token request, bodiless (its
+        body holds the credentials)."""
         try:
             return await self._store.usable_token(resource)
         except TokenRequestError as error:
-            error.request = request
+            error.request = request or httpx.Request("POST", self._endpoint.token_url)
             raise
 
     def _note_acceptance(
@@ -260,9 +263,7 @@ class MosaicAuth(httpx.Auth):
 
     async def get_token(self, resource: str | None = None) -> AccessToken:
         """A usable token for `resource` (None: the default resource), fetched if need be."""
-        return await self._store.usable_token(
-            self._router.default if resource is None else resource
-        )
+        return await self._usable_token(self._router.default if resource is None else resource)
 
     def stats(self) -> AuthStats:
         """Counters of token requests, errors, 401 retries, cache hits and refreshes."""

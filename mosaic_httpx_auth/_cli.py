@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 # extra and a port in use included).
 EXIT_TOKEN_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl+C
 
 _PROGRAM = "mosaic-httpx-auth"
 
@@ -45,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = int(arguments.run(arguments))
             sys.stdout.flush()  # here, where a reader that hung up can be handled
             return code
+        except KeyboardInterrupt:
+            print(f"{_PROGRAM}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except BrokenPipeError:
             # The reader went away (`... | head -1`): end quietly, as the Python docs advise,
             # pointing stdout at devnull so that the flush at exit cannot fail again.
@@ -59,9 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error_line(error: MosaicAuthError) -> str:
-    # The library shows a request without a resource as "for resource None", as code would.
-    message = str(error).replace("for resource None", "without a resource")
-    return f"{_PROGRAM}: {message}"
+    return f"{_PROGRAM}: {error}"
 
 
 @contextlib.contextmanager
@@ -250,6 +252,10 @@ def _emulator(arguments: argparse.Namespace) -> int:
             )
         sys.stdout.flush()
         _wait_for_stop_signal()
+    if arguments.tls:
+        # The CA file is gone with the emulator: a shell still pointing at it would fail every
+        # HTTPS request with a bare FileNotFoundError.
+        print("Emulator stopped; its test CA is deleted: unset SSL_CERT_FILE", file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,7 @@ from anyio.lowlevel import RunVar
 
 from ._exceptions import TokenRequestError, TokenResponseError
 from ._retry import RetryPolicy, causes, retry_after_seconds
+from ._services import for_resource
 from ._token import AccessToken
 
 if TYPE_CHECKING:
@@ -88,14 +89,14 @@ class TokenEndpoint:
             raise  # the body was refused: already said
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise TokenRequestError(
-                f"the token endpoint {self.token_url} did not answer within {timeout:g} s "
-                f"for resource {resource!r}",
+                f"the token endpoint {self.token_url} did not answer within {timeout:g} s, "
+                f"asked for a token {for_resource(resource)}",
                 resource=resource,
             ) from exc
         except httpx.HTTPError as exc:
             raise TokenRequestError(
-                f"could not reach the token endpoint {self.token_url} for resource "
-                f"{resource!r}: {_unreachable_because(exc)}",
+                f"could not reach the token endpoint {self.token_url} to ask for a token "
+                f"{for_resource(resource)}: {_unreachable_because(exc)}",
                 resource=resource,
             ) from exc
         if not response.is_success:
@@ -135,7 +136,7 @@ class TokenEndpoint:
     ) -> TokenRequestError:
         error, description = (_redacted(text, secrets) for text in _error_fields(body))
         detail = ": ".join(part for part in (error, description) if part)
-        message = f"the token endpoint refused a token for resource {resource!r}: " + (
+        message = f"the token endpoint refused a token {for_resource(resource)}: " + (
             f"HTTP {response.status_code}" + (f" {detail}" if detail else "")
         )
         retry_after = retry_after_seconds(response.headers.get("Retry-After"), now=self._clock())
@@ -178,8 +179,9 @@ async def _read_bounded(response: httpx.Response, resource: str | None) -> bytes
 
     def too_large() -> TokenResponseError:
         return TokenResponseError(
-            f"the token endpoint answered HTTP {response.status_code} for resource "
-            f"{resource!r} with more than {MAX_RESPONSE_BYTES // 1024} KiB: not a token response",
+            f"the token endpoint's answer (HTTP {response.status_code}) to a request for a token "
+            f"{for_resource(resource)} has more than {MAX_RESPONSE_BYTES // 1024} KiB: not a "
+            "token response",
             status_code=response.status_code,
             resource=resource,
         )
@@ -216,8 +218,8 @@ def parse_token_response(
 
     def invalid(reason: str) -> TokenResponseError:
         return TokenResponseError(
-            f"the token endpoint answered HTTP {status_code} for resource {resource!r} "
-            f"with an unusable token response: {reason}",
+            f"the token endpoint's answer (HTTP {status_code}) to a request for a token "
+            f"{for_resource(resource)} is not a usable token response: {reason}",
             status_code=status_code,
             resource=resource,
         )

@@ -46,8 +46,8 @@ class TokenRequestError(MosaicAuthError, httpx.HTTPError):
 
     It is an `httpx.HTTPError` too, so that code handling (or retrying, as with stamina)
     httpx's failures around its API calls handles a token endpoint outage as well. Its
-    `request` is the API request that needed the token, when there was one: never the token
-    request, whose body holds the credentials.
+    `request` is the API request that needed the token; from `MosaicAuth.get_token`, the
+    token request without its body, which holds the credentials.
 
     `status_code` is None when no response arrived. `error` and `error_description` come from
     the response body, in either shape Mosaic answers with: the OAuth one

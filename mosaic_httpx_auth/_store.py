@@ -16,6 +16,7 @@ import anyio
 from ._cache import CacheKey
 from ._completion import Completion
 from ._exceptions import MosaicAuthError, TokenRequestError
+from ._services import for_resource
 from ._tasks import current_loop, start_detached
 from ._telemetry import AuthEvent, logger
 
@@ -109,7 +110,7 @@ class TokenStore:
                 self._give_up(
                     flight,
                     TokenRequestError(
-                        f"the token fetch for resource {resource!r} was stopped: the "
+                        f"the token fetch {for_resource(resource)} was stopped: the "
                         "MosaicAuth was closed",
                         resource=resource,
                     ),
@@ -179,9 +180,9 @@ class TokenStore:
         """End `flight` with `error`: a `MosaicAuthError` for its waiters, whatever happened."""
         resource = flight.resource
         if not isinstance(error, MosaicAuthError):
-            logger.error("fetching a token for resource %r failed", resource, exc_info=error)
+            logger.error("fetching a token %s failed", for_resource(resource), exc_info=error)
             wrapped = TokenRequestError(
-                f"fetching a token for resource {resource!r} failed: {type(error).__name__}",
+                f"fetching a token {for_resource(resource)} failed: {type(error).__name__}",
                 resource=resource,
             )
             wrapped.__cause__ = error
@@ -240,7 +241,7 @@ def _copy_of(error: MosaicAuthError) -> MosaicAuthError:
 def _held_back(error: TokenRequestError, retry_in: float) -> TokenRequestError:
     """The error for a caller while the token endpoint's ``Retry-After`` lasts."""
     held = TokenRequestError(
-        f"not asking the token endpoint for a token for resource {error.resource!r} for "
+        f"not asking the token endpoint for a token {for_resource(error.resource)} for "
         f"{retry_in:.0f} s more, as it asked: {error}",
         status_code=error.status_code,
         error=error.error,

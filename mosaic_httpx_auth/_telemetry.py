@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from ._services import for_resource
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -136,21 +138,21 @@ def log_line(event: AuthEvent, detail: object = None) -> str:
     if event.name == "token_fetched":
         attempts = "1 attempt" if event.attempt == 1 else f"{event.attempt} attempts"
         return (
-            f"fetched a token for resource {resource!r} in {event.duration or 0:.3f} s "
+            f"fetched a token {for_resource(resource)} in {event.duration or 0:.3f} s "
             f"({attempts}), expiring in {event.expires_in or 0:.0f} s"
         )
     if event.name == "token_request_failed":
         then = "" if event.retry_in is None else f"; retrying in {event.retry_in:.2f} s"
-        return f"token request {event.attempt} for resource {resource!r} failed ({detail}){then}"
+        return f"token request {event.attempt} {for_resource(resource)} failed ({detail}){then}"
     if event.name == "token_refreshed":
         return (
-            f"refreshed the token for resource {resource!r} ahead of expiry "
+            f"refreshed the token {for_resource(resource)} ahead of expiry "
             f"({event.expires_in or 0:.0f} s were left)"
         )
     if event.name == "token_refresh_failed":
         return (
-            f"could not refresh the token for resource {resource!r}; serving the current one, "
+            f"could not refresh the token {for_resource(resource)}; serving the current one, "
             f"usable for {event.expires_in or 0:.0f} s more, and trying again in "
             f"{event.retry_in or 0:.0f} s ({detail})"
         )
-    return f"retrying {detail} once with a new token for resource {resource!r} after HTTP 401"
+    return f"retrying {detail} once with a new token {for_resource(resource)} after HTTP 401"

@@ -21,7 +21,7 @@ from mosaic_httpx_auth import (
 )
 from mosaic_httpx_auth._token_states import REFUSAL_COOLDOWN
 
-from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, VERIFY, FakeClock, FakeMosaic
+from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, TOKEN_URL, VERIFY, FakeClock, FakeMosaic
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -473,3 +473,15 @@ def test_missing_credentials_are_refused(client_id: object, client_secret: objec
 class _RefusesEverything(set[str]):
     def __contains__(self, item: object) -> bool:
         return False
+
+
+async def test_a_get_token_failure_names_the_token_request_without_its_body(
+    mosaic: FakeMosaic,
+) -> None:
+    """From `get_token()`, a TokenRequestError (an httpx.HTTPError) names the token request as
+    its `request`, with no body: the body holds the secret."""
+    mosaic.queued_responses.append(httpx.Response(401, json={"error": "invalid_client"}))
+    with pytest.raises(httpx.HTTPError) as caught:
+        await mosaic.auth().get_token()
+    assert caught.value.request.url == TOKEN_URL
+    assert caught.value.request.content == b""

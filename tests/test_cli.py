@@ -140,15 +140,16 @@ def test_version_prints_the_program_and_its_version(capsys: pytest.CaptureFixtur
 
 @contextlib.contextmanager
 def emulator_command(
-    *options: str, stop_signal: signal.Signals = signal.SIGINT
+    *options: str, stop_signal: signal.Signals = signal.SIGINT, errors: list[str] | None = None
 ) -> Iterator[list[str]]:
     """Run `emulator --port 0` with `options` as a background job would be (SIGINT ignored),
     yield the lines it prints up to the resources line, then stop it with `stop_signal` and
-    check that it exits with 0."""
+    check that it exits with 0; what it wrote to stderr goes to `errors`."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
     with subprocess.Popen(  # noqa: S603 - our own interpreter, our own arguments
         [sys.executable, "-m", "mosaic_httpx_auth", "emulator", "--port", "0", *options],
         stdout=subprocess.PIPE,
+        stderr=None if errors is None else subprocess.PIPE,
         text=True,
         env=environment,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
@@ -164,6 +165,8 @@ def emulator_command(
             server.send_signal(stop_signal)
             try:
                 assert server.wait(timeout=15) == 0
+                if errors is not None and server.stderr is not None:
+                    errors.extend(server.stderr.read().splitlines())
             finally:
                 server.kill()  # a no-op once it has exited; never leaves the run hanging
 
@@ -195,8 +198,9 @@ def test_emulator_command_serves_until_interrupted(stop_signal: signal.Signals) 
 
 def test_emulator_command_with_tls_serves_https_and_prints_the_ca_to_trust() -> None:
     """`emulator --tls` serves HTTPS and prints, as SSL_CERT_FILE, the CA file that makes a
-    client trust it; the file is gone once the emulator stops."""
-    with emulator_command("--tls") as banner:
+    client trust it; the file is gone once the emulator stops, which it says."""
+    errors: list[str] = []
+    with emulator_command("--tls", errors=errors) as banner:
         assert banner[0].startswith("Mosaic emulator serving on https://127.0.0.1:")
         settings = exported(banner)
         form = {
@@ -211,6 +215,7 @@ def test_emulator_command_with_tls_serves_https_and_prints_the_ca_to_trust() -> 
     claims = json.loads(jws.extract_compact(response.json()["access_token"].encode()).payload)
     assert claims["aud"] == RISK_RESOURCE
     assert not Path(settings["SSL_CERT_FILE"]).exists()
+    assert any("unset SSL_CERT_FILE" in line for line in errors)
 
 
 def test_emulator_without_uvicorn_says_which_extra_to_install(
@@ -264,3 +269,18 @@ def test_a_reader_that_hangs_up_early_gets_no_traceback(served: str) -> None:
     os.close(write_end)
     assert "Traceback" not in finished.stderr
     assert "BrokenPipeError" not in finished.stderr
+
+
+def test_ctrl_c_ends_the_command_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl+C while the command waits says so in one line and exits 130, as shells expect."""
+
+    def interrupted(resource: str | None = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("MOSAIC_CLIENT_ID", "client")
+    monkeypatch.setenv("MOSAIC_CLIENT_SECRET", "secret")
+    monkeypatch.setattr("mosaic_httpx_auth._cli.anyio.run", lambda *args, **kwargs: interrupted())
+    assert main(["token"]) == 130
+    assert capsys.readouterr().err == "mosaic-httpx-auth: interrupted\n"

@@ -554,7 +554,7 @@ async def test_a_background_refresh_that_breaks_does_not_break_the_block(
         assert await auth.get_token() is old
         await anyio.wait_all_tasks_blocked()
         assert await auth.get_token() is old
-    assert "fetching a token for resource None failed" in caplog.text
+    assert "fetching a token without a resource failed" in caplog.text
 
 
 async def test_an_exception_group_from_the_block_comes_out_as_itself(
