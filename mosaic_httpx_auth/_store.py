@@ -161,6 +161,11 @@ class TokenStore:
                     error,
                 )
                 if retry_in is None:
+                    if flight.attempt > 1:  # the wait a person saw, not one attempt's
+                        error.args = (
+                            f"{error.args[0]} (the last of {flight.attempt} attempts, "
+                            f"{self._clock() - started:.0f} s after the first)",
+                        )
                     raise
                 await self._sleep(retry_in)
                 continue

@@ -160,11 +160,13 @@ async def test_a_garbage_success_body_is_not_retried(
 async def test_retries_stop_after_max_attempts(
     emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
 ) -> None:
-    """A fetch makes max_attempts attempts at most and then raises the last error."""
+    """A fetch makes max_attempts attempts at most and then raises the last error, saying
+    how many attempts it made."""
     emulator.fail_next_token_requests(status=503, count=10)
     with pytest.raises(TokenRequestError) as caught:
         await store_for(emulator, client, Sleeps(), clock, max_attempts=4).usable_token(None)
     assert caught.value.status_code == 503
+    assert "(the last of 4 attempts" in str(caught.value)
     assert emulator.token_requests == {None: 4}
 
 
