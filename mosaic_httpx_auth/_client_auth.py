@@ -135,11 +135,17 @@ class PrivateKeyJWT(ClientAuthentication):
         super().__init__(client_id)
         self._key = load_private_key(private_key)
         allowed = _ALGORITHMS[self._key.key_type]
+        # A JWK may say which algorithm it is for; otherwise its type's default.
+        declared = self._key.get("alg")
         if algorithm is None:
-            # A JWK may say which algorithm it is for; otherwise its type's default.
-            declared = self._key.get("alg")
             algorithm = (
                 declared if isinstance(declared, str) and declared in allowed else allowed[0]
+            )
+        elif isinstance(declared, str) and declared != algorithm:
+            raise ConfigurationError(
+                f"signing_algorithm {algorithm!r} contradicts the key's own alg {declared!r}: "
+                "give one, or make them agree",
+                setting="signing_algorithm",
             )
         elif algorithm not in allowed:
             raise ConfigurationError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -21,6 +22,7 @@ from mosaic_httpx_auth import (
     generate_signing_key,
 )
 from mosaic_httpx_auth._cli import main
+from mosaic_httpx_auth._client_auth import client_authentication, load_private_key
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, START, FakeClock, make_jwt
 
@@ -290,3 +292,22 @@ def test_token_request_credentials_hide_secrets_in_their_repr() -> None:
     credentials = auth._endpoint.client_auth.credentials(auth.token_url)
     assert CLIENT_SECRET not in repr(credentials)
     assert credentials.headers["Authorization"] not in repr(credentials)
+
+
+def test_a_signing_algorithm_contradicting_the_jwks_alg_names_both() -> None:
+    """A JWK declaring PS256 with signing_algorithm RS256 is refused, naming the conflict,
+    not blamed on the key."""
+    pair = generate_signing_key("PS256")
+    jwk = {**load_private_key(pair.private_key_pem).as_dict(private=True), "alg": "PS256"}
+    with pytest.raises(ConfigurationError, match="contradicts the key's own alg 'PS256'") as caught:
+        client_authentication(
+            "client",
+            method="private_key_jwt",
+            client_secret=None,
+            private_key=jwk,
+            key_id=None,
+            signing_algorithm="RS256",
+            has_http_client=False,
+            clock=time.time,
+        )
+    assert caught.value.setting == "signing_algorithm"
