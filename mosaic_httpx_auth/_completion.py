@@ -30,9 +30,6 @@ class Completion:
         self._lock = threading.Lock()
         self._wakers: list[Callable[[], None]] = []
 
-    def is_set(self) -> bool:
-        return self._done
-
     def set(self) -> None:
         """Mark it done and wake every waiter, on its own loop."""
         with self._lock:

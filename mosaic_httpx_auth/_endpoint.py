@@ -96,7 +96,9 @@ class TokenEndpoint:
         except httpx.HTTPError as exc:
             raise TokenRequestError(
                 f"could not reach the token endpoint {self.token_url} to ask for a token "
-                f"{for_resource(resource)}: {_unreachable_because(exc)}",
+                # The transport's own words are redacted like the server's: they are not ours.
+                f"{for_resource(resource)}: "
+                f"{_redacted(_unreachable_because(exc), credentials.secrets)}",
                 resource=resource,
             ) from exc
         if not response.is_success:

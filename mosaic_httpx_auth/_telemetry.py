@@ -69,12 +69,13 @@ class AuthStats:
     """Refreshes that failed while the current token was still valid and kept being served."""
 
 
-# The counter each event adds one to.
-_COUNTERS: dict[EventName, str] = {
-    "token_request_failed": "token_errors",
-    "token_refreshed": "refreshes",
-    "token_refresh_failed": "stale_served",
-    "unauthorized_retry": "unauthorized_retries",
+# Each event's counter (if it has one) and log level.
+_REPORTS: dict[EventName, tuple[str | None, int]] = {
+    "token_fetched": (None, logging.INFO),
+    "token_request_failed": ("token_errors", logging.WARNING),
+    "token_refreshed": ("refreshes", logging.INFO),
+    "token_refresh_failed": ("stale_served", logging.WARNING),
+    "unauthorized_retry": ("unauthorized_retries", logging.INFO),
 }
 
 
@@ -106,10 +107,9 @@ class Telemetry:
     def report(self, event: AuthEvent, detail: object = None) -> None:
         """Count `event`, log it (with `detail`: the error, or the request retried), and pass
         it to the hook; a failing hook is logged."""
-        counter = _COUNTERS.get(event.name)
+        counter, level = _REPORTS[event.name]
         if counter is not None:
             setattr(self, counter, getattr(self, counter) + 1)
-        level = _LEVELS[event.name]
         if event.name == "token_request_failed" and event.retry_in is not None:
             level = logging.INFO  # not a failure yet: the next attempt may well succeed
         if logger.isEnabledFor(level):
@@ -121,15 +121,6 @@ class Telemetry:
         except Exception:
             # A metrics hook must never break the requests it observes.
             logger.exception("the on_event hook raised on a %s event", event.name)
-
-
-_LEVELS: dict[EventName, int] = {
-    "token_fetched": logging.INFO,
-    "token_request_failed": logging.WARNING,
-    "token_refreshed": logging.INFO,
-    "token_refresh_failed": logging.WARNING,
-    "unauthorized_retry": logging.INFO,
-}
 
 
 def log_line(event: AuthEvent, detail: object = None) -> str:

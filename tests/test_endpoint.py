@@ -401,3 +401,15 @@ async def test_a_name_that_does_not_resolve_is_named_as_such() -> None:
 
     with pytest.raises(TokenRequestError, match="host name could not be resolved"):
         await endpoint_answering(handler).request_token(RISK)
+
+
+async def test_a_transport_error_quoting_the_secret_is_redacted() -> None:
+    """A connection error whose text happens to quote the secret does not carry it on."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot send client_secret={CLIENT_SECRET}")
+
+    with pytest.raises(TokenRequestError, match="could not reach") as caught:
+        await endpoint_answering(handler).request_token(RISK)
+    assert CLIENT_SECRET not in str(caught.value)
+    assert "[secret]" in str(caught.value)
