@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_STAMP := $(VENV)/.demo-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: demo test lint typecheck pytest coverage matrix bench clean
+.PHONY: demo test lint typecheck pytest coverage matrix bench clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,15 +37,19 @@ typecheck: $(TEST_STAMP)
 # `coverage run`, not pytest-cov: coverage must start before pytest loads the package.
 # Branch coverage is held at `fail_under`; the table is printed when it falls short (and by
 # `make coverage`), so pytest's summary closes the run.
-pytest: $(TEST_STAMP)
+pytest: $(TEST_STAMP) redis-server
 	$(BIN)/coverage run -m pytest
 	@$(BIN)/coverage report > /dev/null || $(BIN)/coverage report
 
 coverage: $(TEST_STAMP)
 	$(BIN)/coverage report
 
+# The Redis tests start a redis-server of their own on loopback.
+redis-server:
+	@.ci/ensure-redis-server
+
 # The tests on every Python the classifiers name, each in a venv of its own (CI runs this).
-matrix:
+matrix: redis-server
 	.ci/matrix
 
 # Speed goals are shown here, not asserted by timed tests.

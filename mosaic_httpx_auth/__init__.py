@@ -11,11 +11,12 @@ with a new token::
 from __future__ import annotations
 
 from ._auth import MosaicAuth
-from ._cache import CacheKey, MemoryTokenCache, TokenCache
+from ._cache import CacheKey, CacheLease, MemoryTokenCache, TokenCache
 from ._exceptions import (
     ConfigurationError,
     InsecureTransportError,
     MosaicAuthError,
+    TokenCacheError,
     TokenRequestError,
     TokenResponseError,
     UnsupportedClientError,
@@ -37,6 +38,7 @@ __all__ = [
     "AuthEvent",
     "AuthStats",
     "CacheKey",
+    "CacheLease",
     "ConfigurationError",
     "InsecureTransportError",
     "MemoryTokenCache",
@@ -44,6 +46,7 @@ __all__ = [
     "MosaicAuthError",
     "SigningKeyPair",
     "TokenCache",
+    "TokenCacheError",
     "TokenRequestError",
     "TokenResponseError",
     "UnsupportedClientError",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from ._cache import TokenCache
 from ._client_auth import client_authentication
 from ._endpoint import TokenEndpoint
 from ._environment import EnvironmentSettings
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any
 
-    from ._cache import TokenCache
     from ._client_auth import ClientAuthMethod, PrivateKey
     from ._telemetry import AuthStats
     from ._token import AccessToken
@@ -121,6 +121,12 @@ class MosaicAuth(httpx.Auth):
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
                 "http_client must be an httpx.AsyncClient", setting="http_client"
+            )
+        if cache is not None and not isinstance(cache, TokenCache):
+            raise ConfigurationError(
+                "cache must be a TokenCache (with claim, store, release and discard), such as "
+                "MemoryTokenCache or mosaic_httpx_auth.redis.RedisTokenCache",
+                setting="cache",
             )
         self.base_url, token_url = mosaic_urls(region, base_url, token_url)
         self._router = ResourceRouter(resource, resources, base_url=self.base_url)

@@ -1,40 +1,79 @@
-"""Where tokens live between fetches: the interface a shared cache implements, and one in memory."""
+"""Where tokens live between fetches: the interface a shared cache implements, and one in memory.
+
+A shared cache is also the fleet's lock. The one flight under way for a resource in a process
+asks it to `claim` the entry: it answers with the token it has, or a `CacheLease` that makes this
+process the one to fetch a token for everybody, or None while another process holds the lease
+(the flight asks again shortly). A lease lapses by itself, so a process that dies holding one
+holds nobody up for longer than that.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._token import AccessToken
+
+# How long a lease lasts unless its holder ends it: longer than a token request takes, short
+# enough that the fleet waits no longer than this for a holder that died mid-fetch.
+DEFAULT_LEASE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:
-    """What a cached token is for: one token per token URL, client and resource."""
+    """What a cached token is for: one token per token URL, client, credential and resource."""
 
     token_url: str
     client_id: str
     resource: str | None
+    credential: bytes | None = field(default=None, repr=False)
+    """32 bytes derived one-way from the client's secret or private key, so that two clients
+    with the same id and different credentials never share a token; None when the credential
+    is not in this process (a TLS client certificate)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLease:
+    """The right to fetch a key's token for everyone sharing the cache, until it lapses."""
+
+    holder: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    """A value only this lease's holder knows: ending the lease checks it atomically, so a
+    holder whose lease lapsed never ends the next holder's."""
 
 
 @runtime_checkable
 class TokenCache(Protocol):
-    """A cache of tokens that several `MosaicAuth` instances, or processes, can share.
+    """A cache of tokens that several `MosaicAuth` instances, or processes, share.
 
-    Every `MosaicAuth` keeps the tokens it uses in memory; a `TokenCache` sits behind that. It is
-    read by the one fetch or refresh under way for a resource, before asking the token
-    endpoint; written with each new token; told to discard a token an API refused. A cache
-    returns what it has, usable or not: the store decides. A cache that raises is logged and
-    bypassed, so an outage never fails requests.
+    Every `MosaicAuth` keeps the tokens it uses in memory; a `TokenCache` sits behind that and
+    is used only when a process has no usable token or a refresh is due, never on a request's
+    way out. A cache returns what it has, usable or not: the store decides. A cache that
+    raises is bypassed (a warning is logged once per outage), so an outage never fails
+    requests: tokens are fetched directly until it answers again.
     """
 
-    async def get(self, key: CacheKey) -> AccessToken | None:
-        """Return the token cached under `key`, or None."""
+    async def claim(
+        self, key: CacheKey, *, passing_over: AccessToken | None
+    ) -> AccessToken | CacheLease | None:
+        """The token cached under `key`, unless it is `passing_over` (one the caller cannot
+        use); failing that, a `CacheLease` to fetch one if nobody holds one; failing that, None."""
         ...
 
-    async def set(self, key: CacheKey, token: AccessToken) -> None:
-        """Cache `token` under `key`, replacing any other."""
+    async def store(
+        self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float
+    ) -> None:
+        """Cache `token` under `key` for `expires_in` seconds, and end `lease` if it is still
+        held."""
+        ...
+
+    async def release(self, key: CacheKey, lease: CacheLease) -> None:
+        """End `lease` without a token (the fetch failed), if it is still held."""
         ...
 
     async def discard(self, key: CacheKey, token: AccessToken) -> None:
@@ -46,24 +85,60 @@ class MemoryTokenCache:
     """A `TokenCache` in this process's memory, for sharing tokens between `MosaicAuth` instances.
 
     Give one instance to every `MosaicAuth` built with the same credentials (say, one per
-    short-lived client) and they make one token request per resource between them.
+    short-lived client) and they make one token request per resource between them. A lease
+    lapses `lease` seconds after it was taken, by `clock`.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, lease: float = DEFAULT_LEASE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lease = lease
+        self._clock = clock
         self._tokens: dict[CacheKey, AccessToken] = {}
+        self._leases: dict[CacheKey, tuple[CacheLease, float]] = {}
+        # Instances are shared by event loops on several threads.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"MemoryTokenCache(size={len(self._tokens)})"
 
-    async def get(self, key: CacheKey) -> AccessToken | None:
-        """Return the token cached under `key`, or None."""
-        return self._tokens.get(key)
+    async def claim(
+        self, key: CacheKey, *, passing_over: AccessToken | None
+    ) -> AccessToken | CacheLease | None:
+        """The token cached under `key`, unless it is `passing_over` (one the caller cannot
+        use); failing that, a `CacheLease` to fetch one if nobody holds one; failing that, None."""
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is not None and token != passing_over:
+                return token
+            now = self._clock()
+            held = self._leases.get(key)
+            if held is not None and now < held[1]:
+                return None
+            lease = CacheLease()
+            self._leases[key] = (lease, now + self._lease)
+            return lease
 
-    async def set(self, key: CacheKey, token: AccessToken) -> None:
-        """Cache `token` under `key`, replacing any other."""
-        self._tokens[key] = token
+    async def store(
+        self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float
+    ) -> None:
+        """Cache `token` under `key`, and end `lease` if it is still held."""
+        with self._lock:
+            self._tokens[key] = token
+            self._end(key, lease)
+
+    async def release(self, key: CacheKey, lease: CacheLease) -> None:
+        """End `lease` without a token (the fetch failed), if it is still held."""
+        with self._lock:
+            self._end(key, lease)
 
     async def discard(self, key: CacheKey, token: AccessToken) -> None:
         """Forget `token` if it is still the one cached under `key`; a newer one stays."""
-        if self._tokens.get(key) == token:
-            del self._tokens[key]
+        with self._lock:
+            if self._tokens.get(key) == token:
+                del self._tokens[key]
+
+    def _end(self, key: CacheKey, lease: CacheLease) -> None:
+        held = self._leases.get(key)
+        if held is not None and held[0] == lease:
+            del self._leases[key]

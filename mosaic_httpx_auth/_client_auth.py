@@ -9,6 +9,7 @@ secret, so that nothing the server echoes back can leak them.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import secrets
 import time
@@ -67,10 +68,20 @@ def secret_forms(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(forms))
 
 
+def derive_cache_secret(credential: bytes) -> bytes:
+    """32 bytes that stand for `credential` in a shared cache, from which it cannot be worked
+    back: two clients with the same id and different secrets never share an entry."""
+    return hmac.digest(b"mosaic-httpx-auth shared token cache", credential, "sha256")
+
+
 class ClientAuthentication:
     """Authenticates token requests by one method; `credentials()` is called per request."""
 
     method: ClientAuthMethod
+    cache_secret: bytes | None = None
+    """Key material derived one-way from the credential (`derive_cache_secret`), which names
+    and encrypts this client's entries in a shared cache; None when the credential is not in
+    this process (a TLS client certificate lives in the HTTP client)."""
 
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
@@ -88,6 +99,7 @@ class ClientSecretPost(ClientAuthentication):
     def __init__(self, client_id: str, client_secret: str) -> None:
         super().__init__(client_id)
         self._client_secret = client_secret
+        self.cache_secret = derive_cache_secret(client_secret.encode())
 
     def credentials(self, token_url: str) -> TokenRequestCredentials:
         return TokenRequestCredentials(
@@ -103,6 +115,7 @@ class ClientSecretBasic(ClientAuthentication):
 
     def __init__(self, client_id: str, client_secret: str) -> None:
         super().__init__(client_id)
+        self.cache_secret = derive_cache_secret(client_secret.encode())
         # RFC 6749 §2.3.1: each is form-urlencoded before they are joined and encoded.
         pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
         credential = base64.b64encode(pair.encode()).decode("ascii")
@@ -134,6 +147,7 @@ class PrivateKeyJWT(ClientAuthentication):
     ) -> None:
         super().__init__(client_id)
         self._key = load_private_key(private_key)
+        self.cache_secret = derive_cache_secret(self._key.as_bytes(private=True))
         allowed = _ALGORITHMS[self._key.key_type]
         # A JWK may say which algorithm it is for; otherwise its type's default.
         declared = self._key.get("alg")

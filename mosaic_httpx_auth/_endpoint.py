@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -19,7 +18,7 @@ from anyio.lowlevel import RunVar
 from ._exceptions import TokenRequestError, TokenResponseError
 from ._retry import RetryPolicy, causes, retry_after_seconds
 from ._services import for_resource
-from ._token import AccessToken
+from ._token import AccessToken, unverified_claims
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -239,7 +238,7 @@ def parse_token_response(
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise invalid("token_type is not Bearer")
 
-    claims = _unverified_claims(access_token)
+    claims = unverified_claims(access_token)
     candidates = []
     exp = _finite_number(claims.get("exp"))
     if exp is not None:
@@ -262,27 +261,6 @@ def parse_token_response(
         claims=claims,
         issued_at=requested_at,
     )
-
-
-def _unverified_claims(token: str) -> dict[str, Any]:
-    """The JWT's claims, or an empty dict when the token is not a JWS with a JSON payload.
-
-    Read without verifying the signature, as a client need not verify its own tokens; and
-    without a JOSE library, which only a client assertion needs.
-    """
-    parts = token.split(".")
-    if len(parts) != 3:
-        return {}
-    try:
-        header, claims = (json.loads(_base64url_decode(part)) for part in parts[:2])
-    except (ValueError, RecursionError):
-        return {}
-    return claims if isinstance(header, dict) and isinstance(claims, dict) else {}
-
-
-def _base64url_decode(text: str) -> bytes:
-    """Unpadded base64url, as JWTs spell it (RFC 7515 §2)."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _finite_number(value: object) -> float | None:

@@ -6,6 +6,7 @@ Every error derives from `MosaicAuthError`, so one ``except`` clause catches the
     ├── ConfigurationError (also a ValueError)
     │   └── InsecureTransportError
     ├── UnsupportedClientError (also a TypeError)
+    ├── TokenCacheError
     └── TokenRequestError (also an httpx.HTTPError)
         └── TokenResponseError
 
@@ -39,6 +40,12 @@ class InsecureTransportError(ConfigurationError):
 
 class UnsupportedClientError(MosaicAuthError, TypeError):
     """Raised when `MosaicAuth` is used with a client it does not support yet."""
+
+
+class TokenCacheError(MosaicAuthError):
+    """Raised by a shared token cache that cannot be reached or read, or holds an entry it
+    cannot open. `MosaicAuth` never passes it on to a request: it logs it and fetches tokens
+    directly until the cache answers again."""
 
 
 class TokenRequestError(MosaicAuthError, httpx.HTTPError):

@@ -9,16 +9,18 @@ waited gets the outcome: the token, or a copy of the error of their own.
 from __future__ import annotations
 
 import copy
+import math
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from ._cache import CacheKey
+from ._cache import CacheKey, CacheLease
 from ._completion import Completion
 from ._exceptions import MosaicAuthError, TokenRequestError
 from ._services import for_resource
 from ._tasks import current_loop, start_detached
 from ._telemetry import AuthEvent, logger
+from ._token_states import Refusal
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -31,13 +33,30 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
+# While another process holds the lease on a token, its flight asks the cache again after
+# these pauses, doubling from the first to the longest: a token request takes a fraction of a
+# second, and the waiting processes' callers are served their current token if they have one.
+FLEET_POLL_FIRST = 0.025
+FLEET_POLL_LONGEST = 0.2
+# After a shared cache fails, it is left alone for this long, doubling while it keeps
+# failing: a cold fetch during an outage costs no timeout, but the first after each pause.
+CACHE_PAUSE_FIRST = 2.0
+CACHE_PAUSE_LONGEST = 30.0
+
+
+class _Unavailable:
+    """What a shared cache call returns when the cache failed or is being left alone."""
+
+
+_UNAVAILABLE = _Unavailable()
+
 
 class TokenStore:
     """Keeps one token per resource, fetches it once for all callers, and refreshes it ahead.
 
-    A `TokenCache`, when given, is read by each flight before it asks the endpoint and written
-    with each new token; its failures are logged and bypassed, so an outage never fails
-    requests.
+    A `TokenCache`, when given, is claimed by each flight before it asks the endpoint and
+    written with each new token; its failures are logged once per outage and bypassed, so an
+    outage never fails requests.
     """
 
     def __init__(
@@ -57,6 +76,10 @@ class TokenStore:
         self._cache = cache
         self._sleep = sleep
         self._running: dict[Flight, anyio.CancelScope] = {}
+        # The shared cache's health: left alone until `_cache_resumes_at` after a failure.
+        self._cache_failed_at: float | None = None
+        self._cache_resumes_at = -math.inf
+        self._cache_pause = CACHE_PAUSE_FIRST
 
     async def usable_token(self, resource: str | None) -> AccessToken:
         """A usable token for `resource`, waiting for a fetch if need be.
@@ -85,10 +108,11 @@ class TokenStore:
 
     async def refused(self, resource: str | None, token: AccessToken) -> bool:
         """An API answered 401 to `token`: drop it if the states say so; whether to retry."""
-        retry = self._states.refused(resource, token)
-        if retry and self._cache is not None:
-            await self._shared("discard", self._cache.discard, self._key(resource), token)
-        return retry
+        refusal = self._states.refused(resource, token)
+        if refusal is Refusal.DROPPED and self._cache is not None:
+            # Only once per token, not once per request that carried it.
+            await self._shared(self._cache.discard, self._key(resource), token)
+        return refusal is not Refusal.KEPT
 
     async def aclose(self) -> None:
         """Stop this event loop's flights (their waiters get an error) and close its token
@@ -126,14 +150,21 @@ class TokenStore:
 
     async def _obtain(self, flight: Flight) -> None:
         """A token for `flight`: from the shared cache if it has a good one, else the endpoint."""
-        resource = flight.resource
-        token = await self._from_shared_cache(flight)
-        from_endpoint = token is None
+        resource, cache = flight.resource, self._cache
+        key = self._key(resource)
+        token, lease = await self._claim(flight, key)
         if token is None:
-            token = await self._request_with_retries(flight)
+            try:
+                token = await self._request_with_retries(flight)
+            except BaseException:
+                if cache is not None and lease is not None:
+                    with anyio.CancelScope(shield=True):  # let the next process try at once
+                        await self._shared(cache.release, key, lease)
+                raise
         self._states.fetched(flight, token)
-        if from_endpoint and self._cache is not None:
-            await self._shared("store", self._cache.set, self._key(resource), token)
+        if cache is not None and lease is not None:
+            expires_in = token.expires_at - self._clock()
+            await self._shared(cache.store, key, token, lease=lease, expires_in=expires_in)
         if flight.purpose == "refresh":
             expires_in = token.expires_at - self._clock()
             self._telemetry.report(AuthEvent("token_refreshed", resource, expires_in=expires_in))
@@ -206,32 +237,72 @@ class TokenStore:
                 error,
             )
 
-    async def _from_shared_cache(self, flight: Flight) -> AccessToken | None:
-        """The shared cache's token for `flight`, if it has one the states accept."""
+    async def _claim(
+        self, flight: Flight, key: CacheKey
+    ) -> tuple[AccessToken | None, CacheLease | None]:
+        """The shared cache's token for `flight`, if it has one the states accept; else the
+        lease to fetch one for everybody, once nobody else holds it. (None, None): no cache,
+        or it failed, and the flight fetches on its own."""
         if self._cache is None:
-            return None
-        token = await self._shared("read", self._cache.get, self._key(flight.resource))
-        if token is None or not self._states.accepts(flight, token):
-            return None
-        return token
+            return None, None
+        passing_over: AccessToken | None = None
+        pause = FLEET_POLL_FIRST
+        while True:
+            outcome = await self._shared(self._cache.claim, key, passing_over=passing_over)
+            if isinstance(outcome, _Unavailable):
+                return None, None
+            if isinstance(outcome, CacheLease):
+                return None, outcome
+            if outcome is not None and outcome != passing_over:
+                if self._states.accepts(flight, outcome):
+                    return outcome, None
+                passing_over = outcome  # refused, or due for refresh: claim the lease instead
+                continue
+            await self._sleep(pause)  # another process is fetching it
+            pause = min(pause * 2, FLEET_POLL_LONGEST)
 
     async def _shared(
-        self, action: str, call: Callable[..., Awaitable[_T]], *args: object
-    ) -> _T | None:
-        """``call(*args)`` on the shared cache; if the cache fails, log it and go on without.
+        self, call: Callable[..., Awaitable[_T]], *args: object, **kwargs: object
+    ) -> _T | _Unavailable:
+        """``call(...)`` on the shared cache, unless it failed moments ago; if it fails now,
+        report the outage once and leave the cache alone for a while.
 
         A shared cache outage must not fail requests: tokens are fetched directly instead.
         """
+        if self._clock() < self._cache_resumes_at:
+            return _UNAVAILABLE
         try:
-            return await call(*args)
-        except Exception:
-            logger.warning(
-                "the token cache failed to %s a token; going on without it", action, exc_info=True
-            )
-            return None
+            result = await call(*args, **kwargs)
+        except Exception as error:
+            now = self._clock()
+            pause = self._cache_pause
+            self._cache_resumes_at = now + pause
+            self._cache_pause = min(pause * 2, CACHE_PAUSE_LONGEST)
+            if self._cache_failed_at is None:
+                self._cache_failed_at = now
+                self._telemetry.report(
+                    AuthEvent(
+                        "cache_unavailable", None, error=type(error).__name__, retry_in=pause
+                    ),
+                    error,
+                )
+            else:
+                logger.debug("the shared token cache still fails: %s", error)
+            return _UNAVAILABLE
+        if self._cache_failed_at is not None:
+            duration = self._clock() - self._cache_failed_at
+            self._cache_failed_at, self._cache_pause = None, CACHE_PAUSE_FIRST
+            self._telemetry.report(AuthEvent("cache_recovered", None, duration=duration))
+        return result
 
     def _key(self, resource: str | None) -> CacheKey:
-        return CacheKey(self._endpoint.token_url, self._endpoint.client_id, resource)
+        endpoint = self._endpoint
+        return CacheKey(
+            endpoint.token_url,
+            endpoint.client_id,
+            resource,
+            credential=endpoint.client_auth.cache_secret,
+        )
 
 
 def _copy_of(error: MosaicAuthError) -> MosaicAuthError:

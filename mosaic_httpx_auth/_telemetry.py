@@ -22,6 +22,8 @@ EventName = Literal[
     "token_refreshed",
     "token_refresh_failed",
     "unauthorized_retry",
+    "cache_unavailable",
+    "cache_recovered",
 ]
 
 
@@ -39,6 +41,9 @@ class AuthEvent:
     - ``token_refresh_failed``: refreshing a still-valid token failed; it stays in use for
       `expires_in` seconds more, and the next refresh waits `retry_in` seconds.
     - ``unauthorized_retry``: the API answered 401 and the request is retried once.
+    - ``cache_unavailable``: the shared token cache failed; tokens are fetched directly, and
+      the cache is tried again in `retry_in` seconds. Reported once per outage.
+    - ``cache_recovered``: the shared cache answered again, after `duration` seconds.
     """
 
     name: EventName
@@ -67,6 +72,8 @@ class AuthStats:
     """Tokens replaced ahead of their expiry while still in use."""
     stale_served: int
     """Refreshes that failed while the current token was still valid and kept being served."""
+    cache_outages: int
+    """Times the shared token cache stopped answering (each outage counts once)."""
 
 
 # Each event's counter (if it has one) and log level.
@@ -76,6 +83,8 @@ _REPORTS: dict[EventName, tuple[str | None, int]] = {
     "token_refreshed": ("refreshes", logging.INFO),
     "token_refresh_failed": ("stale_served", logging.WARNING),
     "unauthorized_retry": ("unauthorized_retries", logging.INFO),
+    "cache_unavailable": ("cache_outages", logging.WARNING),
+    "cache_recovered": (None, logging.INFO),
 }
 
 
@@ -93,6 +102,7 @@ class Telemetry:
         self.cache_hits = 0
         self.refreshes = 0
         self.stale_served = 0
+        self.cache_outages = 0
 
     def stats(self) -> AuthStats:
         return AuthStats(
@@ -102,6 +112,7 @@ class Telemetry:
             cache_hits=self.cache_hits,
             refreshes=self.refreshes,
             stale_served=self.stale_served,
+            cache_outages=self.cache_outages,
         )
 
     def report(self, event: AuthEvent, detail: object = None) -> None:
@@ -146,4 +157,11 @@ def log_line(event: AuthEvent, detail: object = None) -> str:
             f"usable for {event.expires_in or 0:.0f} s more, and trying again in "
             f"{event.retry_in or 0:.0f} s ({detail})"
         )
+    if event.name == "cache_unavailable":
+        return (
+            f"the shared token cache failed ({detail}); fetching tokens directly, and trying "
+            f"it again in {event.retry_in or 0:.0f} s"
+        )
+    if event.name == "cache_recovered":
+        return f"the shared token cache answers again, after {event.duration or 0:.0f} s"
     return f"retrying {detail} once with a new token {for_resource(resource)} after HTTP 401"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -38,3 +40,24 @@ class AccessToken:
     def lifetime(self) -> float | None:
         """Seconds from `issued_at` to `expires_at`; None when `issued_at` is unknown."""
         return None if self.issued_at is None else self.expires_at - self.issued_at
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The JWT's claims, or an empty dict when the token is not a JWS with a JSON payload.
+
+    Read without verifying the signature, as a client need not verify its own tokens; and
+    without a JOSE library, which only a client assertion needs.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        header, claims = (json.loads(base64url_decode(part)) for part in parts[:2])
+    except (ValueError, RecursionError):
+        return {}
+    return claims if isinstance(header, dict) and isinstance(claims, dict) else {}
+
+
+def base64url_decode(text: str) -> bytes:
+    """Unpadded base64url, as JWTs spell it (RFC 7515 §2)."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

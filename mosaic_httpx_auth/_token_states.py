@@ -73,6 +73,18 @@ class Phase(enum.Enum):
     BACKING_OFF = "backing_off"
 
 
+class Refusal(enum.Enum):
+    """What a 401 from an API did to the token it was sent with."""
+
+    DROPPED = "dropped"
+    """It was the token in use: dropped, and the request may be retried with a new one."""
+    REPLACED = "replaced"
+    """A newer token had already replaced it: retry with that one."""
+    KEPT = "kept"
+    """It answered a refusal moments ago and no API has accepted it since: the API refuses
+    every token, and a new one would not help. Kept, and no retry."""
+
+
 Purpose = Literal["fetch", "refresh"]
 
 
@@ -302,8 +314,8 @@ class TokenStates:
                 record.answers_refusal = False
                 self.on_probation.discard(resource)
 
-    def refused(self, resource: str | None, token: AccessToken) -> bool:
-        """An API answered 401 to a request carrying `token`: whether a new token may help."""
+    def refused(self, resource: str | None, token: AccessToken) -> Refusal:
+        """An API answered 401 to a request carrying `token`: what that does to it."""
         with self._lock:
             record = self._records.setdefault(resource, _Record())
             now = self._clock()
@@ -313,13 +325,13 @@ class TokenStates:
                 if expires_at > now
             }
             if record.entry.token != token:
-                return True  # already replaced: retry with the newer token
+                return Refusal.REPLACED
             if record.answers_refusal and now - record.received_at < REFUSAL_COOLDOWN:
-                return False  # a brand-new token refused too: not a revocation
+                return Refusal.KEPT
             record.refused[token.token] = token.expires_at
             record.entry, record.refusal_pending = _NO_ENTRY, True
             self.on_probation.discard(resource)
-            return True
+            return Refusal.DROPPED
 
     def accepts(self, flight: Flight, token: AccessToken) -> bool:
         """Whether `token`, read from a shared cache, can end `flight` instead of a request.

@@ -7,8 +7,11 @@ import pytest
 from mosaic_httpx_auth.testing import MosaicEmulator
 
 from .helpers import FakeClock, FakeMosaic
+from .redis_server import RedisServer
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from joserfc.jwk import RSAKey
 
 
@@ -34,3 +37,28 @@ def mosaic(clock: FakeClock) -> FakeMosaic:
 def emulator(clock: FakeClock, mosaic_signing_key: RSAKey) -> MosaicEmulator:
     """A Mosaic emulator on `clock`, signing with the session's key."""
     return MosaicEmulator(clock=clock, signing_key=mosaic_signing_key)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on loopback, shared by the session's Redis tests."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared redis-server's URL, emptied for this test."""
+    redis_server.command("FLUSHALL")
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to kill and start again."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()

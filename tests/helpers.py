@@ -11,8 +11,9 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from mosaic_httpx_auth import MosaicAuth
-from mosaic_httpx_auth._client_auth import ClientSecretPost
+from mosaic_httpx_auth import AccessToken, CacheKey, MosaicAuth, TokenCache
+from mosaic_httpx_auth._cache import CacheLease
+from mosaic_httpx_auth._client_auth import ClientSecretPost, derive_cache_secret
 from mosaic_httpx_auth._endpoint import TokenEndpoint
 from mosaic_httpx_auth._retry import RetryPolicy
 from mosaic_httpx_auth._store import TokenStore
@@ -34,6 +35,21 @@ START = 1_800_000_000.0
 # The library never verifies signatures; any key makes a well-formed JWT.
 _SIGNING_KEY = OctKey.import_key(b"k" * 32)
 _serial = itertools.count(1)
+
+
+def cache_key(resource: str | None) -> CacheKey:
+    """The shared cache's key for the test client's token for `resource`."""
+    credential = derive_cache_secret(CLIENT_SECRET.encode())
+    return CacheKey(TOKEN_URL, CLIENT_ID, resource, credential=credential)
+
+
+async def cached_token(cache: TokenCache, resource: str | None) -> AccessToken | None:
+    """What `cache` holds for the test client's `resource`, without taking its lease."""
+    outcome = await cache.claim(cache_key(resource), passing_over=None)
+    if isinstance(outcome, CacheLease):
+        await cache.release(cache_key(resource), outcome)
+        return None
+    return outcome
 
 
 class FakeClock:
@@ -137,10 +153,12 @@ def token_store(
     sleep: Callable[[float], Awaitable[None]],
     client_id: str = CLIENT_ID,
     client_secret: str = CLIENT_SECRET,
+    cache: TokenCache | None = None,
+    telemetry: Telemetry | None = None,
     **policy: Any,
 ) -> TokenStore:
     """A token store asking `http_client` for tokens with the retry `policy`, waiting between
-    attempts with `sleep` instead of real time."""
+    attempts (and for a shared `cache`'s lease holder) with `sleep` instead of real time."""
     retry = RetryPolicy(**policy)
     endpoint = TokenEndpoint(
         token_url=TOKEN_URL,
@@ -150,4 +168,11 @@ def token_store(
         retry=retry,
     )
     states = TokenStates(leeway=60.0, refresh_window=300.0, retry=retry, clock=clock)
-    return TokenStore(endpoint, states, telemetry=Telemetry(), clock=clock, sleep=sleep)
+    return TokenStore(
+        endpoint,
+        states,
+        telemetry=telemetry or Telemetry(),
+        clock=clock,
+        sleep=sleep,
+        cache=cache,
+    )

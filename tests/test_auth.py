@@ -304,10 +304,10 @@ class _HeldDiscardCache(MemoryTokenCache):
 
     def __init__(self) -> None:
         super().__init__()
-        self.release = anyio.Event()
+        self.discarding = anyio.Event()
 
     async def discard(self, key: CacheKey, token: AccessToken) -> None:
-        await self.release.wait()
+        await self.discarding.wait()
         await super().discard(key, token)
 
 
@@ -330,7 +330,7 @@ async def test_a_revoked_token_is_never_read_back_from_a_slow_shared_cache(
             tasks.start_soon(call)
             await anyio.wait_all_tasks_blocked()  # refused, and stuck discarding
             await call()
-            cache.release.set()
+            cache.discarding.set()
     assert statuses == [200, 200]
     assert mosaic.api_authorizations.count(revoked) == 2
     assert mosaic.token_requests[None] == 2

@@ -8,6 +8,7 @@ import mosaic_httpx_auth
 from mosaic_httpx_auth import (
     ConfigurationError,
     MosaicAuthError,
+    TokenCacheError,
     TokenRequestError,
     TokenResponseError,
     UnsupportedClientError,
@@ -30,6 +31,7 @@ def test_every_error_is_a_mosaic_auth_error() -> None:
     """Catching MosaicAuthError catches every error the package raises."""
     for error in (
         ConfigurationError,
+        TokenCacheError,
         TokenRequestError,
         TokenResponseError,
         UnsupportedClientError,

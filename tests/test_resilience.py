@@ -20,6 +20,7 @@ from mosaic_httpx_auth import (
     AccessToken,
     AuthEvent,
     CacheKey,
+    CacheLease,
     TokenRequestError,
     TokenResponseError,
 )
@@ -361,10 +362,17 @@ async def test_an_expired_token_is_not_served_when_the_endpoint_fails(
 class BrokenCache:
     """A shared cache that is down."""
 
-    async def get(self, key: CacheKey) -> AccessToken | None:
+    async def claim(
+        self, key: CacheKey, *, passing_over: AccessToken | None
+    ) -> AccessToken | CacheLease | None:
         raise ConnectionError("cache down")
 
-    async def set(self, key: CacheKey, token: AccessToken) -> None:
+    async def store(
+        self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float
+    ) -> None:
+        raise ConnectionError("cache down")
+
+    async def release(self, key: CacheKey, lease: CacheLease) -> None:
         raise ConnectionError("cache down")
 
     async def discard(self, key: CacheKey, token: AccessToken) -> None:

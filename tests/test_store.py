@@ -14,13 +14,20 @@ from anyio.lowlevel import checkpoint
 
 from mosaic_httpx_auth import (
     AccessToken,
-    CacheKey,
     MemoryTokenCache,
     MosaicAuth,
     TokenRequestError,
 )
 
-from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, TOKEN_URL, VERIFY, FakeClock, FakeMosaic
+from .helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    RISK,
+    VERIFY,
+    FakeClock,
+    FakeMosaic,
+    cached_token,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -192,7 +199,7 @@ async def test_a_shared_cache_serves_several_auths_with_one_token_request(
     second = await mosaic.auth(cache=cache, resource=RISK).get_token()
     assert second is first
     assert mosaic.token_requests[RISK] == 1
-    assert await cache.get(CacheKey(TOKEN_URL, CLIENT_ID, RISK)) is first
+    assert await cached_token(cache, RISK) is first
 
 
 async def test_an_expiring_token_in_the_shared_cache_is_replaced(
@@ -204,20 +211,19 @@ async def test_an_expiring_token_in_the_shared_cache_is_replaced(
     clock.advance(3600 - 30)
     new = await mosaic.auth(cache=cache).get_token()
     assert new is not old
-    assert await cache.get(CacheKey(TOKEN_URL, CLIENT_ID, None)) is new
+    assert await cached_token(cache, None) is new
 
 
 async def test_invalidating_discards_the_token_from_the_shared_cache(mosaic: FakeMosaic) -> None:
     """A token refused by the API leaves the shared cache too, but a newer one there stays."""
     cache = MemoryTokenCache()
     auth = mosaic.auth(cache=cache)
-    key = CacheKey(TOKEN_URL, CLIENT_ID, None)
     old = await auth.get_token()
     assert await auth._store.refused(None, old)
-    assert await cache.get(key) is None
+    assert await cached_token(cache, None) is None
     new = await auth.get_token()
     assert await auth._store.refused(None, old)
-    assert await cache.get(key) is new
+    assert await cached_token(cache, None) is new
 
 
 async def test_single_flight_holds_across_checkpoints(mosaic: FakeMosaic) -> None:

@@ -13,6 +13,7 @@ from mosaic_httpx_auth._token_states import (
     RETRY_AFTER_HOLD_LIMIT,
     Flight,
     Phase,
+    Refusal,
     TokenStates,
 )
 
@@ -116,7 +117,7 @@ def test_a_refresh_that_callers_now_need_gets_every_attempt(clock: FakeClock) ->
     first = token(clock)
     fetch(rules, first)
     refresh = start_refresh(rules, clock)
-    assert rules.refused(RISK, first)
+    assert rules.refused(RISK, first) is Refusal.DROPPED
     waiting = rules.demand(RISK, owner=LOOP)
     assert waiting.flight is refresh
     refresh.attempt = 1
@@ -149,7 +150,7 @@ def test_a_token_refused_while_its_refresh_rests_is_fetched_at_once(clock: FakeC
     fetch(rules, served)
     refresh = start_refresh(rules, clock)
     assert rules.failed(refresh, refusal()) == rules.refresh_retry_interval
-    assert rules.refused(RISK, served)
+    assert rules.refused(RISK, served) is Refusal.DROPPED
     step = rules.demand(RISK, owner=LOOP)
     assert step.error is None
     assert step.start is not None
@@ -187,7 +188,7 @@ def test_a_refused_token_is_dropped_and_never_accepted_back(clock: FakeClock) ->
     rules = states(clock)
     refused = token(clock)
     fetch(rules, refused)
-    assert rules.refused(RISK, refused)
+    assert rules.refused(RISK, refused) is Refusal.DROPPED
     assert rules.phase(RISK) is Phase.EMPTY
     flight = rules.demand(RISK, owner=LOOP).start
     assert flight is not None
@@ -202,7 +203,7 @@ def test_a_401_for_an_older_token_keeps_the_newer_one(clock: FakeClock) -> None:
     fetch(rules, old)
     refresh = start_refresh(rules, clock)
     rules.fetched(refresh, new)
-    assert rules.refused(RISK, old)
+    assert rules.refused(RISK, old) is Refusal.REPLACED
     assert rules.fresh_token(RISK) == new
 
 
@@ -214,12 +215,12 @@ def test_a_replacement_refused_after_an_api_accepted_it_is_a_revocation(
     rules = states(clock)
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
-    assert rules.refused(RISK, first)
+    assert rules.refused(RISK, first) is Refusal.DROPPED
     fetch(rules, second)
     assert rules.on_probation == {RISK}
     rules.accepted(RISK, second)
     assert rules.on_probation == set()
-    assert rules.refused(RISK, second)
+    assert rules.refused(RISK, second) is Refusal.DROPPED
     assert rules.phase(RISK) is Phase.EMPTY
 
 
@@ -229,12 +230,12 @@ def test_a_token_refused_right_after_replacing_a_refused_one_is_kept(clock: Fake
     rules = states(clock)
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
-    assert rules.refused(RISK, first)
+    assert rules.refused(RISK, first) is Refusal.DROPPED
     fetch(rules, second)
-    assert not rules.refused(RISK, second)
+    assert rules.refused(RISK, second) is Refusal.KEPT
     assert rules.fresh_token(RISK) == second
     clock.advance(REFUSAL_COOLDOWN)
-    assert rules.refused(RISK, second)
+    assert rules.refused(RISK, second) is Refusal.DROPPED
     assert rules.phase(RISK) is Phase.EMPTY
 
 

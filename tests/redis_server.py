@@ -1,0 +1,85 @@
+"""A real redis-server on a free loopback port, which a test can kill and start again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from typing import BinaryIO
+
+# `make test` and CI install Debian's redis-server (.ci/ensure-redis-server); a run without
+# one fails rather than skipping the Redis tests.
+EXECUTABLE = os.environ.get("MOSAIC_TEST_REDIS_SERVER", "redis-server")
+
+
+class RedisServer:
+    """One redis-server process with no persistence, listening on 127.0.0.1 only."""
+
+    def __init__(self) -> None:
+        executable = shutil.which(EXECUTABLE)
+        if executable is None:
+            raise RuntimeError(
+                f"the Redis tests need {EXECUTABLE} on PATH: run .ci/ensure-redis-server, or "
+                "set MOSAIC_TEST_REDIS_SERVER to one"
+            )
+        self._executable = executable
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it (again, on the same port) and wait until it answers."""
+        options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self._process = subprocess.Popen(  # noqa: S603 (our own arguments)
+            [self._executable, "--port", str(self.port), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.command("PING") == b"+PONG":
+                    return
+            except OSError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    raise
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        """Kill it at once, as a crash would."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def command(self, *words: str) -> bytes:
+        """Send one command and return the first line of the answer: for setup and checks."""
+        request = f"*{len(words)}\r\n" + "".join(f"${len(w.encode())}\r\n{w}\r\n" for w in words)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            connection.sendall(request.encode())
+            return connection.makefile("rb").readline().rstrip(b"\r\n")
+
+    def dump(self) -> bytes:
+        """Every key and string value in the server, as one blob: what an attacker could read."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            reader = connection.makefile("rb")
+            connection.sendall(b"*2\r\n$4\r\nKEYS\r\n$1\r\n*\r\n")
+            keys = [_bulk(reader) for _ in range(int(reader.readline()[1:]))]
+            blob = b"\n".join(keys)
+            for key in keys:
+                connection.sendall(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
+                blob += b"\n" + (_bulk(reader) or b"")
+            return blob
+
+
+def _bulk(reader: BinaryIO) -> bytes:
+    length = int(reader.readline()[1:])
+    return b"" if length < 0 else reader.read(length + 2)[:-2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -1,0 +1,383 @@
+"""RedisTokenCache against a real redis-server on loopback: its scripts, names, sealing and
+failures. Several processes sharing one are in test_fleet.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+import anyio
+import coredis
+import pytest
+import redis.asyncio
+from joserfc.jwk import OctKey
+
+from mosaic_httpx_auth import (
+    AccessToken,
+    CacheKey,
+    CacheLease,
+    ConfigurationError,
+    MosaicAuth,
+    TokenCacheError,
+)
+from mosaic_httpx_auth.redis import RedisTokenCache
+
+from .helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    RISK,
+    TOKEN_URL,
+    FakeClock,
+    FakeMosaic,
+    cache_key,
+    make_jwt,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .redis_server import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+API = "https://api.transmitsecurity.io"
+
+
+def a_token(name: str = "t", *, resource: str | None = RISK) -> AccessToken:
+    jwt = make_jwt(sub=CLIENT_ID, aud=resource or "userid-api", exp=2_000_000_000, name=name)
+    return AccessToken(jwt, expires_at=2_000_000_000.0, resource=resource, issued_at=1.9e9)
+
+
+async def stored(cache: RedisTokenCache, key: CacheKey, token: AccessToken) -> None:
+    lease = await cache.claim(key, passing_over=None)
+    assert isinstance(lease, CacheLease)
+    await cache.store(key, token, lease=lease, expires_in=60)
+
+
+def keys(server: RedisServer) -> list[str]:
+    """The keys in the server, from its dump (keys, then values)."""
+    return [
+        line.decode()
+        for line in server.dump().split(b"\n")
+        if line.startswith(b"mosaic-httpx-auth:")
+    ]
+
+
+async def test_a_stored_token_is_read_back_whole(redis_url: str) -> None:
+    """A token stored by one cache is read by another on the same Redis, with its expiry,
+    issue time, resource and claims."""
+    token = a_token()
+    await stored(RedisTokenCache.from_url(redis_url), cache_key(RISK), token)
+    read = await RedisTokenCache.from_url(redis_url).claim(cache_key(RISK), passing_over=None)
+    assert isinstance(read, AccessToken)
+    assert (read.token, read.expires_at, read.issued_at, read.resource) == (
+        token.token,
+        token.expires_at,
+        token.issued_at,
+        RISK,
+    )
+    assert read.claims["name"] == "t"
+
+
+async def test_one_process_holds_the_lease_until_it_stores_or_releases(redis_url: str) -> None:
+    """A claim while another holds the lease gets None; the lease is free again once its
+    holder stored a token or released it."""
+    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    lease = await cache.claim(key, passing_over=None)
+    assert isinstance(lease, CacheLease)
+    assert await cache.claim(key, passing_over=None) is None
+    await cache.release(key, lease)
+    again = await cache.claim(key, passing_over=None)
+    assert isinstance(again, CacheLease)
+    await cache.store(key, a_token(), lease=again, expires_in=60)
+    assert isinstance(await cache.claim(key, passing_over=None), AccessToken)
+
+
+async def test_a_lease_lapses_by_itself(redis_url: str, redis_server: RedisServer) -> None:
+    """A lease is stored with its lifetime, so a holder that dies frees it when it lapses."""
+    cache = RedisTokenCache.from_url(redis_url, lease=30)
+    assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
+    [lease_key] = keys(redis_server)
+    assert lease_key.endswith(":lease")
+    assert 29_000 < int(redis_server.command("PTTL", lease_key)[1:]) <= 30_000
+
+
+async def test_a_lapsed_holder_never_ends_the_next_holders_lease(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """Ending a lease that lapsed and went to another process leaves the other's lease."""
+    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    lapsed = await cache.claim(key, passing_over=None)
+    assert isinstance(lapsed, CacheLease)
+    [lease_key] = keys(redis_server)
+    redis_server.command("DEL", lease_key)  # it lapses
+    current = await cache.claim(key, passing_over=None)
+    assert isinstance(current, CacheLease)
+    await cache.release(key, lapsed)
+    token = a_token()
+    await cache.store(key, token, lease=lapsed, expires_in=60)
+    assert await cache.claim(key, passing_over=token) is None  # still held by `current`
+
+
+async def test_passing_over_a_token_claims_the_lease_instead(redis_url: str) -> None:
+    """A caller that cannot use the stored token (refused, or due for refresh) gets the lease,
+    while any other token is handed over."""
+    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    token = a_token()
+    await stored(cache, key, token)
+    assert isinstance(await cache.claim(key, passing_over=token), CacheLease)
+    assert await cache.claim(key, passing_over=a_token("other")) == token
+
+
+async def test_discard_deletes_only_the_token_it_names(redis_url: str) -> None:
+    """Discarding a refused token deletes it; discarding it after a newer one was stored
+    leaves the newer one."""
+    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    old, new = a_token("old"), a_token("new")
+    await stored(cache, key, old)
+    await cache.discard(key, old)
+    assert isinstance(await cache.claim(key, passing_over=None), CacheLease)
+    await cache.store(key, new, lease=CacheLease(), expires_in=60)
+    await cache.discard(key, old)
+    assert await cache.claim(key, passing_over=None) == new
+
+
+async def test_an_entry_expires_with_its_token(redis_url: str, redis_server: RedisServer) -> None:
+    """A token is stored for as long as it has left, and a token already expired not at all."""
+    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    lease = await cache.claim(key, passing_over=None)
+    assert isinstance(lease, CacheLease)
+    await cache.store(key, a_token(), lease=lease, expires_in=1234.5)
+    [token_key] = keys(redis_server)
+    assert 1_233_000 < int(redis_server.command("PTTL", token_key)[1:]) <= 1_234_500
+    other = cache_key(None)
+    lease = await cache.claim(other, passing_over=None)
+    assert isinstance(lease, CacheLease)
+    await cache.store(other, a_token(resource=None), lease=lease, expires_in=0)
+    assert keys(redis_server) == [token_key]  # nothing stored, and the lease ended
+
+
+async def test_names_and_values_show_no_client_id_secret_or_token(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """The keys are a prefix and a digest sharing one hash tag per entry, and a dump of Redis
+    holds no client id, secret or token in clear."""
+    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    token = a_token()
+    await stored(cache, key, token)
+    lease = await cache.claim(cache_key(None), passing_over=None)
+    assert isinstance(lease, CacheLease)
+    dump = redis_server.dump()
+    for secret in (CLIENT_ID, CLIENT_SECRET, token.token, token.token.split(".")[1], RISK):
+        assert secret.encode() not in dump
+    names = keys(redis_server)
+    tags = {name.partition("{")[2].partition("}")[0] for name in names}
+    assert len(names) == 2
+    assert len(tags) == 2  # one per entry
+    assert all(name.startswith("mosaic-httpx-auth:{") for name in names)
+
+
+async def test_two_clients_with_one_id_and_different_secrets_never_share(redis_url: str) -> None:
+    """An entry's name is keyed with the client's credential."""
+    cache = RedisTokenCache.from_url(redis_url)
+    await stored(cache, cache_key(RISK), a_token())
+    other = CacheKey(TOKEN_URL, CLIENT_ID, RISK, credential=os.urandom(32))
+    assert isinstance(await cache.claim(other, passing_over=None), CacheLease)
+
+
+async def test_a_value_moved_to_another_entry_does_not_open(
+    redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sealed value names its entry: copied under another entry's name, it is replaced
+    rather than served, with a warning."""
+    cache = RedisTokenCache.from_url(redis_url)
+    await stored(cache, cache_key(RISK), a_token())
+    [risk_key] = keys(redis_server)
+    await stored(cache, cache_key(None), a_token(resource=None))
+    [none_key] = [name for name in keys(redis_server) if name != risk_key]
+    value = redis_server.dump().split(b"\n")[-1 if keys(redis_server)[-1] == risk_key else -2]
+    redis_server.command("SET", none_key, value.decode())
+    with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
+        assert isinstance(await cache.claim(cache_key(None), passing_over=None), CacheLease)
+    assert "sealed for another entry" in caplog.text
+
+
+async def test_a_token_sealed_with_another_key_is_replaced(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process with another encryption key cannot read the token: it fetches its own."""
+    await stored(
+        RedisTokenCache.from_url(redis_url, encryption_key=os.urandom(32)),
+        cache_key(RISK),
+        a_token(),
+    )
+    other = RedisTokenCache.from_url(redis_url, encryption_key=os.urandom(32))
+    with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
+        assert isinstance(await other.claim(cache_key(RISK), passing_over=None), CacheLease)
+    assert "a key this process does not have" in caplog.text
+
+
+async def test_keys_rotate_the_first_seals_and_every_one_opens(redis_url: str) -> None:
+    """With [new, old], a token sealed with the old key is read, and new tokens are sealed
+    with the new one, which a process with only the old key cannot read."""
+    old, new = os.urandom(32), OctKey.import_key(os.urandom(32))
+    await stored(
+        RedisTokenCache.from_url(redis_url, encryption_key=old), cache_key(RISK), a_token()
+    )
+    rotating = RedisTokenCache.from_url(redis_url, encryption_key=[new, old])
+    assert isinstance(await rotating.claim(cache_key(RISK), passing_over=None), AccessToken)
+    await stored(rotating, cache_key(None), a_token(resource=None))
+    only_new = RedisTokenCache.from_url(redis_url, encryption_key=new)
+    assert isinstance(await only_new.claim(cache_key(None), passing_over=None), AccessToken)
+    only_old = RedisTokenCache.from_url(redis_url, encryption_key=old)
+    assert isinstance(await only_old.claim(cache_key(None), passing_over=None), CacheLease)
+
+
+async def test_a_client_without_a_secret_in_process_needs_an_encryption_key(
+    redis_url: str,
+) -> None:
+    """With no credential to derive a key from (tls_client_auth), sealing fails with a
+    TokenCacheError saying to give encryption_key; with one given, it works."""
+    key = CacheKey(TOKEN_URL, CLIENT_ID, RISK)
+    with pytest.raises(TokenCacheError, match="encryption_key="):
+        await stored(RedisTokenCache.from_url(redis_url), key, a_token())
+    keyed = RedisTokenCache.from_url(redis_url, encryption_key=os.urandom(32))
+    token = a_token()
+    await keyed.store(key, token, lease=CacheLease(), expires_in=60)
+    assert await keyed.claim(key, passing_over=None) == token
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"encryption_key": b"short"}, "32 random bytes"),
+        ({"encryption_key": OctKey.generate_key(128)}, "256 bits"),
+        ({"encryption_key": []}, "at least one key"),
+        ({"lease": 0}, "lease must be a positive"),
+        ({"timeout": True}, "timeout must be a positive"),
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, object], message: str) -> None:
+    """Options it cannot work with raise a ConfigurationError naming them."""
+    with pytest.raises(ConfigurationError, match=message):
+        RedisTokenCache.from_url("redis://127.0.0.1:1/0", **options)  # type: ignore[arg-type]
+
+
+def test_a_client_it_cannot_use_is_refused() -> None:
+    """A sync redis-py client, or anything but a Redis client, is refused up front."""
+    import redis as redis_sync
+
+    for client in (redis_sync.Redis(), object(), "redis://127.0.0.1"):
+        with pytest.raises(ConfigurationError, match="async Redis client"):
+            RedisTokenCache(client)
+    with pytest.raises(ConfigurationError, match="redis://, rediss:// or unix://"):
+        RedisTokenCache.from_url("http://127.0.0.1:6379")
+
+
+async def test_an_applications_coredis_client_is_used_as_it_is(redis_url: str) -> None:
+    """A coredis client the application entered serves the cache, on asyncio and trio."""
+    async with coredis.Redis.from_url(redis_url) as client:
+        cache, token = RedisTokenCache(client), a_token()
+        await stored(cache, cache_key(RISK), token)
+        assert await cache.claim(cache_key(RISK), passing_over=None) == token
+        assert repr(cache) == "RedisTokenCache(Redis, prefix='mosaic-httpx-auth:')"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis-py runs on asyncio only
+async def test_an_applications_redis_py_client_is_used_as_it_is(redis_url: str) -> None:
+    """redis-py's asyncio client serves the cache too, with decoded responses or not."""
+    for decode_responses in (False, True):
+        client = redis.asyncio.Redis.from_url(redis_url, decode_responses=decode_responses)
+        async with client:
+            cache = RedisTokenCache(client, prefix=f"p{decode_responses}:")
+            token = a_token()
+            await stored(cache, cache_key(RISK), token)
+            assert await cache.claim(cache_key(RISK), passing_over=None) == token
+            assert isinstance(await cache.claim(cache_key(RISK), passing_over=token), CacheLease)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers: a Redis that hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    listener.close()
+    for connection in accepted:
+        connection.close()
+
+
+async def test_a_redis_that_hangs_is_given_up_on_after_the_timeout(silent_port: int) -> None:
+    """Each call is bounded by `timeout`, and fails with a TokenCacheError saying where and
+    how long, without the password in the URL."""
+    cache = RedisTokenCache.from_url(f"redis://:hunter2@127.0.0.1:{silent_port}/0", timeout=0.05)
+    with anyio.fail_after(5), pytest.raises(TokenCacheError) as raised:
+        await cache.claim(cache_key(RISK), passing_over=None)
+    assert str(raised.value) == (
+        f"Redis at redis://127.0.0.1:{silent_port}/0 did not answer within 0.05 s"
+    )
+    assert "hunter2" not in repr(cache)
+
+
+async def test_a_redis_that_is_down_fails_with_the_cause() -> None:
+    """A refused connection is a TokenCacheError naming the innermost cause."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cache = RedisTokenCache.from_url(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(TokenCacheError, match=f"Redis at redis://127.0.0.1:{port}/0 failed: "):
+        await cache.claim(cache_key(RISK), passing_over=None)
+
+
+async def test_requests_go_on_when_redis_is_killed_mid_run(
+    mosaic: FakeMosaic,
+    clock: FakeClock,
+    own_redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With Redis killed, tokens are fetched directly: no request fails, a revocation is
+    recovered, and the outage is one warning, not one per request."""
+    cache = RedisTokenCache.from_url(own_redis_server.url)
+    auth = mosaic.auth(cache=cache)
+    async with mosaic.api_client(auth) as client:
+        assert (await client.get(f"{API}/cis/v1/x")).status_code == 200
+        own_redis_server.kill()
+        mosaic.revoke_all()
+        with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
+            async with anyio.create_task_group() as tasks:
+                statuses: list[int] = []
+
+                async def call() -> None:
+                    statuses.append((await client.get(f"{API}/cis/v1/x")).status_code)
+
+                for _ in range(50):
+                    tasks.start_soon(call)
+    assert statuses == [200] * 50
+    assert mosaic.token_requests[None] == 2
+    assert len(caplog.records) == 1
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .startswith(f"the shared token cache failed (Redis at {own_redis_server.url} failed: ")
+    )
+    assert auth.stats().cache_outages == 1
+
+
+def test_mosaic_auth_takes_it_as_its_cache() -> None:
+    """RedisTokenCache is a TokenCache that MosaicAuth accepts."""
+    MosaicAuth(CLIENT_ID, CLIENT_SECRET, cache=RedisTokenCache.from_url("redis://127.0.0.1/0"))

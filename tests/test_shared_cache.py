@@ -1,0 +1,257 @@
+"""The store with a shared cache: the fleet's lease, waiting for its holder, and outages.
+
+A `MemoryTokenCache` stands in for the fleet here, on the fake clock; a test that takes a lease
+by hand plays another process. Redis itself is in test_redis_cache.py and test_fleet.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+import httpx
+import pytest
+
+from mosaic_httpx_auth import (
+    AuthEvent,
+    CacheLease,
+    ConfigurationError,
+    MemoryTokenCache,
+    MosaicAuth,
+    TokenRequestError,
+)
+from mosaic_httpx_auth._cache import DEFAULT_LEASE
+from mosaic_httpx_auth._store import CACHE_PAUSE_FIRST, FLEET_POLL_LONGEST
+from mosaic_httpx_auth._telemetry import Telemetry
+
+from .helpers import (
+    CLIENT_ID,
+    RISK,
+    FakeClock,
+    FakeMosaic,
+    cache_key,
+    cached_token,
+    token_store,
+)
+
+if TYPE_CHECKING:
+    from mosaic_httpx_auth import AccessToken, CacheKey
+    from mosaic_httpx_auth._store import TokenStore
+
+pytestmark = pytest.mark.anyio
+
+API = "https://api.transmitsecurity.io"
+
+
+def store_on(
+    mosaic: FakeMosaic,
+    cache: MemoryTokenCache | CountingCache,
+    sleeps: list[float],
+    *,
+    telemetry: Telemetry | None = None,
+) -> TokenStore:
+    """A store sharing `cache`, whose waits are recorded in `sleeps` and move the clock."""
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        mosaic.clock.advance(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    return token_store(
+        mosaic.http_client(), clock=mosaic.clock, sleep=sleep, cache=cache, telemetry=telemetry
+    )
+
+
+async def test_a_process_that_finds_the_lease_held_waits_for_the_holders_token(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """While another process holds the lease, the fetch waits and takes the token it stores,
+    making no token request of its own."""
+    cache = MemoryTokenCache(clock=clock)
+    other = await cache.claim(cache_key(RISK), passing_over=None)
+    assert isinstance(other, CacheLease)
+    theirs = await mosaic.auth(resource=RISK).get_token()  # the other process's fetch
+    sleeps: list[float] = []
+    store = store_on(mosaic, cache, sleeps)
+
+    async def the_other_process_stores_its_token() -> None:
+        while len(sleeps) < 3:
+            await anyio.lowlevel.checkpoint()
+        await cache.store(cache_key(RISK), theirs, lease=other, expires_in=3600)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(the_other_process_stores_its_token)
+        token = await store.usable_token(RISK)
+    assert token == theirs
+    assert mosaic.token_requests[RISK] == 1  # the other process's only
+    assert sleeps[:3] == [0.025, 0.05, 0.1]  # polls back off
+
+
+async def test_a_lease_whose_holder_died_lapses_and_a_waiter_fetches(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """A holder that never stores holds the others up no longer than the lease: then one of
+    them takes the lease over and fetches."""
+    cache = MemoryTokenCache(clock=clock)
+    assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
+    sleeps: list[float] = []
+    await store_on(mosaic, cache, sleeps).usable_token(RISK)
+    assert mosaic.token_requests[RISK] == 1
+    assert DEFAULT_LEASE <= sum(sleeps) <= DEFAULT_LEASE + FLEET_POLL_LONGEST
+    assert await cached_token(cache, RISK) is not None  # and stored it for the others
+
+
+async def test_a_token_due_for_refresh_is_refreshed_once_for_all_sharers(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """Two stores refreshing the same token make one token request: the second passes over
+    the token due for refresh, serves it while the lease holder fetches, and takes its new one."""
+    cache = MemoryTokenCache(clock=clock)
+    sleeps: list[float] = []
+    first, second = store_on(mosaic, cache, sleeps), store_on(mosaic, cache, sleeps)
+    old = await first.usable_token(RISK)
+    assert await second.usable_token(RISK) == old
+    clock.advance(3600 - 60 - 300)  # into the refresh window
+    mosaic.gate = anyio.Event()
+    assert await first.usable_token(RISK) == old  # its refresh holds the lease, at the gate
+    await anyio.wait_all_tasks_blocked()
+    assert await second.usable_token(RISK) == old  # its refresh waits for the holder
+    while len(sleeps) < 2:
+        await anyio.lowlevel.checkpoint()
+    mosaic.gate.set()
+    while second._states.fresh_token(RISK) is None:
+        await anyio.lowlevel.checkpoint()
+    assert mosaic.token_requests[RISK] == 2  # the cold fetch and one refresh
+    assert await cached_token(cache, RISK) == await second.usable_token(RISK) != old
+
+
+async def test_a_failed_fetch_ends_its_lease_at_once(mosaic: FakeMosaic, clock: FakeClock) -> None:
+    """A holder whose fetch fails ends its lease, so the next process tries without waiting
+    for it to lapse."""
+    cache = MemoryTokenCache(clock=clock)
+    mosaic.queued_responses.append(httpx.Response(400, json={"error": "invalid_client"}))
+    with pytest.raises(TokenRequestError):
+        await store_on(mosaic, cache, []).usable_token(RISK)
+    assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
+
+
+async def test_a_fetch_stopped_by_aclose_ends_its_lease(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """Closing a MosaicAuth while its fetch holds the lease ends the lease: no process waits
+    for a fetch that will never store."""
+    cache = MemoryTokenCache(clock=clock)
+    mosaic.gate = anyio.Event()
+    auth = mosaic.auth(cache=cache, resource=RISK)
+    async with anyio.create_task_group() as tasks:
+
+        async def caller() -> None:
+            with pytest.raises(TokenRequestError, match="closed"):
+                await auth.get_token()
+
+        tasks.start_soon(caller)
+        await anyio.wait_all_tasks_blocked()  # holding the lease, in its token request
+        assert await cache.claim(cache_key(RISK), passing_over=None) is None
+        await auth.aclose()
+    assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
+
+
+async def test_clients_with_one_id_and_different_secrets_never_share(mosaic: FakeMosaic) -> None:
+    """Two clients with the same id and different secrets each get their own token from a
+    shared cache."""
+    cache = MemoryTokenCache()
+    mine = await mosaic.auth(cache=cache).get_token()
+    other = MosaicAuth(
+        CLIENT_ID,
+        "another-secret",
+        http_client=mosaic.http_client(),
+        clock=mosaic.clock,
+        token_url=mosaic.auth().token_url,
+        cache=cache,
+    )
+    assert await other.get_token() != mine
+    assert mosaic.token_requests[None] == 2
+
+
+def test_something_that_is_not_a_token_cache_is_refused() -> None:
+    """`cache=` takes a TokenCache: anything else is a ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match="TokenCache") as raised:
+        MosaicAuth(CLIENT_ID, "secret", cache=object())  # type: ignore[arg-type]
+    assert raised.value.setting == "cache"
+
+
+class CountingCache(MemoryTokenCache):
+    """A memory cache that counts its calls, and fails while `failing` is set."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.calls: list[str] = []
+        self.failing = False
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.failing:
+            raise ConnectionError("the cache is down")
+
+    async def claim(
+        self, key: CacheKey, *, passing_over: AccessToken | None
+    ) -> AccessToken | CacheLease | None:
+        self._call("claim")
+        return await super().claim(key, passing_over=passing_over)
+
+    async def store(
+        self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float
+    ) -> None:
+        self._call("store")
+        await super().store(key, token, lease=lease, expires_in=expires_in)
+
+    async def discard(self, key: CacheKey, token: AccessToken) -> None:
+        self._call("discard")
+        await super().discard(key, token)
+
+
+async def test_an_outage_is_reported_once_and_the_cache_left_alone_for_a_pause(
+    mosaic: FakeMosaic, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing cache costs one failed call, one warning and one event: the fetches after it
+    go straight to the endpoint until the pause is over; then it is tried again, and its
+    recovery reported."""
+    cache = CountingCache(clock)
+    cache.failing = True
+    events: list[AuthEvent] = []
+    store = store_on(mosaic, cache, [], telemetry=Telemetry(events.append))
+    with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
+        for resource in ("r1", "r2", "r3"):
+            await store.usable_token(resource)
+    assert cache.calls == ["claim"]
+    assert [record.getMessage() for record in caplog.records] == [
+        "the shared token cache failed (the cache is down); fetching tokens directly, and "
+        "trying it again in 2 s"
+    ]
+    clock.advance(CACHE_PAUSE_FIRST)
+    await store.usable_token("r4")
+    assert cache.calls == ["claim", "claim"]  # tried again; still down, and not reported again
+    clock.advance(2 * CACHE_PAUSE_FIRST)  # the pause doubled
+    cache.failing = False
+    await store.usable_token("r5")
+    outages = [event for event in events if event.name.startswith("cache")]
+    assert [event.name for event in outages] == ["cache_unavailable", "cache_recovered"]
+    assert outages[-1].duration == 3 * CACHE_PAUSE_FIRST
+    assert mosaic.token_requests == {"r1": 1, "r2": 1, "r3": 1, "r4": 1, "r5": 1}
+
+
+async def test_a_401_storm_discards_the_token_once_not_once_per_request(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """Many requests refused for one token ask the shared cache to discard it once."""
+    cache = CountingCache(clock)
+    async with mosaic.api_client(mosaic.auth(cache=cache)) as client:
+        await client.get(f"{API}/cis/v1/x")
+        mosaic.revoke_all()
+        async with anyio.create_task_group() as tasks:
+            for _ in range(20):
+                tasks.start_soon(client.get, f"{API}/cis/v1/x")
+    assert cache.calls.count("discard") == 1
+    assert mosaic.token_requests[None] == 2
