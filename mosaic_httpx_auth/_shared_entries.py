@@ -84,7 +84,7 @@ class SealedEntries:
 
     def seal(self, key: CacheKey, token: AccessToken) -> str:
         """`token` as the value stored under `key`'s name."""
-        sealing_key = self._keys_for(key)[0]
+        sealing_key = self.keys_for(key)[0]
         payload = {
             "access_token": token.token,
             "expires_at": token.expires_at,
@@ -108,7 +108,7 @@ class SealedEntries:
         try:
             header = json.loads(base64url_decode(sealed.split(".", 1)[0]))
             kid = header["kid"] if isinstance(header, dict) else None
-            opening_key = next(k for k in self._keys_for(key) if _key_id(k) == kid)
+            opening_key = next(k for k in self.keys_for(key) if _key_id(k) == kid)
             plaintext = jwe.decrypt_compact(sealed, opening_key, registry=_REGISTRY)
         except StopIteration:
             raise TokenCacheError(
@@ -121,7 +121,9 @@ class SealedEntries:
             raise TokenCacheError("a cached token was sealed for another entry")
         return _token_from(plaintext.plaintext or b"", key.resource)
 
-    def _keys_for(self, key: CacheKey) -> list[OctKey]:
+    def keys_for(self, key: CacheKey) -> list[OctKey]:
+        """The keys that seal (the first) and open `key`'s tokens; `TokenCacheError` if there
+        are none: a TLS client certificate leaves no secret to derive one from."""
         if self._keys is not None:
             return self._keys
         if key.credential is None:

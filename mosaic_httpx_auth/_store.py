@@ -77,6 +77,9 @@ class TokenStore:
         self._sleep = sleep
         self._running: dict[Flight, anyio.CancelScope] = {}
         # The shared cache's health: left alone until `_cache_resumes_at` after a failure.
+        # `_cache_epoch` moves at each failure and recovery, so that the calls already under
+        # way when the cache failed, which fail together, count as one failure.
+        self._cache_epoch = 0
         self._cache_failed_at: float | None = None
         self._cache_resumes_at = -math.inf
         self._cache_pause = CACHE_PAUSE_FIRST
@@ -271,29 +274,36 @@ class TokenStore:
         """
         if self._clock() < self._cache_resumes_at:
             return _UNAVAILABLE
+        outage = self._cache_epoch
         try:
             result = await call(*args, **kwargs)
         except Exception as error:
-            now = self._clock()
-            pause = self._cache_pause
-            self._cache_resumes_at = now + pause
-            self._cache_pause = min(pause * 2, CACHE_PAUSE_LONGEST)
-            if self._cache_failed_at is None:
-                self._cache_failed_at = now
-                self._telemetry.report(
-                    AuthEvent(
-                        "cache_unavailable", None, error=type(error).__name__, retry_in=pause
-                    ),
-                    error,
-                )
-            else:
-                logger.debug("the shared token cache still fails: %s", error)
+            if outage == self._cache_epoch:  # not a call already under way when it failed
+                self._cache_failed(error)
             return _UNAVAILABLE
         if self._cache_failed_at is not None:
             duration = self._clock() - self._cache_failed_at
             self._cache_failed_at, self._cache_pause = None, CACHE_PAUSE_FIRST
+            self._cache_epoch += 1
             self._telemetry.report(AuthEvent("cache_recovered", None, duration=duration))
         return result
+
+    def _cache_failed(self, error: Exception) -> None:
+        """Leave the shared cache alone for a pause that doubles while it keeps failing, and
+        report the outage when it begins."""
+        now = self._clock()
+        pause = self._cache_pause
+        self._cache_resumes_at = now + pause
+        self._cache_pause = min(pause * 2, CACHE_PAUSE_LONGEST)
+        self._cache_epoch += 1
+        if self._cache_failed_at is None:
+            self._cache_failed_at = now
+            self._telemetry.report(
+                AuthEvent("cache_unavailable", None, error=type(error).__name__, retry_in=pause),
+                error,
+            )
+        else:
+            logger.debug("the shared token cache still fails: %s", error)
 
     def _key(self, resource: str | None) -> CacheKey:
         endpoint = self._endpoint

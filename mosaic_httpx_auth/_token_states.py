@@ -1,7 +1,8 @@
 """The life of each resource's token: named states, and every transition between them.
 
 These rules do no I/O, never await and hold no lock across a wait, so that every driver
-shares them: the async store today, a thread-based driver and a fleet-wide lock next. A driver
+shares them: the async store (whose fleet-wide lease decides who fetches, while `accepts`
+decides whether a token from the fleet will do) and a thread-based driver next. A driver
 asks what to do (`demand`), does it, and reports back (`attempt_failed`, `fetched`, `failed`,
 `abandoned`, `refused`). Each transition is one short method; a `threading.Lock` makes each
 one atomic, so drivers on several threads can share the states.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.to_thread
 
 from ._cache import DEFAULT_LEASE, CacheLease
 from ._exceptions import ConfigurationError, TokenCacheError
@@ -122,7 +123,7 @@ class RedisTokenCache:
                 raise ConfigurationError(
                     f"{name} must be a positive number of seconds", setting=name
                 )
-        self._evaluate = _evaluator(client)
+        self._evaluate = _evaluator(client, timeout)
         self._where = (
             str(client) if isinstance(client, _ConnectingClient) else type(client).__name__
         )
@@ -146,7 +147,7 @@ class RedisTokenCache:
         It connects per use, on whichever event loop asks: Redis is used about once per token
         lifetime, and a connection kept open would belong to one event loop.
         """
-        client = _ConnectingClient(url, timeout)
+        client = _ConnectingClient(url, timeout=timeout)
         return cls(
             client, prefix=prefix, encryption_key=encryption_key, lease=lease, timeout=timeout
         )
@@ -159,6 +160,7 @@ class RedisTokenCache:
     ) -> AccessToken | CacheLease | None:
         """The token stored under `key`, unless it is `passing_over`; failing that, a lease to
         fetch one if no process holds one; failing that, None."""
+        self._entries.keys_for(key)  # with nothing to seal a token, take no lease
         names = self._entries.names(key)
         skip = "" if passing_over is None else token_id(passing_over)
         lease = CacheLease()
@@ -204,8 +206,7 @@ class RedisTokenCache:
     async def _run(self, script: str, keys: list[str], args: list[str]) -> Any:
         """Run `script` within the timeout; any failure is a `TokenCacheError` saying where."""
         try:
-            with anyio.fail_after(self._timeout):
-                return await self._evaluate(script, keys, args)
+            return await self._evaluate(script, keys, args)
         except TimeoutError:
             raise TokenCacheError(
                 f"Redis at {self._where} did not answer within {self._timeout} s"
@@ -218,9 +219,15 @@ class RedisTokenCache:
 
 
 class _ConnectingClient:
-    """Connects to Redis with coredis for each script it runs, on the caller's event loop."""
+    """Runs each script on a connection of its own, made by coredis in a worker thread.
 
-    def __init__(self, url: str, timeout: float) -> None:
+    In the thread, the timeout measures Redis alone: on the caller's event loop it would also
+    count the loop's other work, which a burst of requests makes hundreds of milliseconds
+    long, and Redis would seem down exactly when the fleet needs it. Nothing outlives a call,
+    so the cache serves any event loop, and a process that forks.
+    """
+
+    def __init__(self, url: str, *, timeout: float) -> None:
         try:
             import coredis
         except ImportError:
@@ -236,6 +243,7 @@ class _ConnectingClient:
         self._connect = partial(
             coredis.Redis.from_url, url, connect_timeout=timeout, stream_timeout=timeout
         )
+        self._timeout = timeout
         # Where it is, without the password a URL may carry.
         port = f":{parts.port}" if parts.port else ""
         self._where = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
@@ -244,24 +252,37 @@ class _ConnectingClient:
         return self._where
 
     async def eval(self, script: str, keys: list[str], args: list[str]) -> Any:
-        async with self._connect() as client:
-            return await client.eval(script, keys=keys, args=args)
+        return await anyio.to_thread.run_sync(
+            self._eval_in_thread, script, keys, args, abandon_on_cancel=True
+        )
+
+    def _eval_in_thread(self, script: str, keys: list[str], args: list[str]) -> Any:
+        return anyio.run(self._eval, script, keys, args)
+
+    async def _eval(self, script: str, keys: list[str], args: list[str]) -> Any:
+        with anyio.fail_after(self._timeout):
+            async with self._connect() as client:
+                return await client.eval(script, keys=keys, args=args)
 
 
-def _evaluator(client: Any) -> Evaluate:
-    """Runs a script on `client`, whichever of the two libraries it comes from."""
+def _evaluator(client: Any, timeout: float) -> Evaluate:
+    """Runs a script on `client`, whichever of the two libraries it comes from, in `timeout`."""
+    if isinstance(client, _ConnectingClient):
+        return client.eval  # bounds its own calls
     library = type(client).__module__.partition(".")[0]
     evaluate: Any = getattr(client, "eval", None)
-    if isinstance(client, _ConnectingClient) or (library == "coredis" and evaluate is not None):
+    if library == "coredis" and evaluate is not None:
 
         async def with_coredis(script: str, keys: list[str], args: list[str]) -> Any:
-            return await evaluate(script, keys=keys, args=args)
+            with anyio.fail_after(timeout):
+                return await evaluate(script, keys=keys, args=args)
 
         return with_coredis
     if type(client).__module__.startswith("redis.asyncio.") and evaluate is not None:
 
         async def with_redis_py(script: str, keys: list[str], args: list[str]) -> Any:
-            return await evaluate(script, len(keys), *keys, *args)
+            with anyio.fail_after(timeout):
+                return await evaluate(script, len(keys), *keys, *args)
 
         return with_redis_py
     raise ConfigurationError(

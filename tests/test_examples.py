@@ -35,9 +35,9 @@ def run_example(name: str, **settings: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def report_of(name: str) -> str:
+def report_of(name: str, **settings: str) -> str:
     """What an example printed, run against the emulator; it must succeed."""
-    finished = run_example(name)
+    finished = run_example(name, **settings)
     assert finished.returncode == 0, finished.stderr
     return finished.stdout
 
@@ -60,6 +60,18 @@ def test_multiple_resources_routes_each_api_to_its_resource() -> None:
     lines = report_of("multiple_resources.py").splitlines()
     assert [line.split()[2:4] for line in lines] == [["HTTP", "200"]] * 3
     assert lines[1].endswith(f"resource: {RISK_RESOURCE}")
+
+
+def test_fleet_makes_one_token_request_per_resource_through_redis(redis_url: str) -> None:
+    """Four processes, on asyncio and trio, share one token per resource through Redis: on a
+    cold start, and again after every token is revoked, with no request failing."""
+    lines = report_of("fleet.py", REDIS_URL=redis_url).splitlines()
+    assert lines[0].startswith("4 processes (2 on asyncio, 2 on trio)")
+    fleet_wide = (
+        "4 processes made 400 API requests (0 failed) with 2 token requests: 1 per resource"
+    )
+    assert lines[1].startswith(f"cold start: {fleet_wide} (")
+    assert lines[2].startswith(f"every token revoked: {fleet_wide} (")
 
 
 def test_web_service_served_by_uvicorn_calls_the_served_emulator(

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -239,15 +240,32 @@ async def test_keys_rotate_the_first_seals_and_every_one_opens(redis_url: str) -
 async def test_a_client_without_a_secret_in_process_needs_an_encryption_key(
     redis_url: str,
 ) -> None:
-    """With no credential to derive a key from (tls_client_auth), sealing fails with a
-    TokenCacheError saying to give encryption_key; with one given, it works."""
+    """With no credential to derive a key from (tls_client_auth), a claim fails with a
+    TokenCacheError saying to give encryption_key, and leaves no lease behind; with a key
+    given, it works."""
     key = CacheKey(TOKEN_URL, CLIENT_ID, RISK)
     with pytest.raises(TokenCacheError, match="encryption_key="):
-        await stored(RedisTokenCache.from_url(redis_url), key, a_token())
+        await RedisTokenCache.from_url(redis_url).claim(key, passing_over=None)
     keyed = RedisTokenCache.from_url(redis_url, encryption_key=os.urandom(32))
     token = a_token()
-    await keyed.store(key, token, lease=CacheLease(), expires_in=60)
+    await stored(keyed, key, token)
     assert await keyed.claim(key, passing_over=None) == token
+
+
+async def test_a_busy_event_loop_does_not_make_redis_seem_down(redis_url: str) -> None:
+    """The timeout measures Redis, not the caller's event loop: a claim whose loop is blocked
+    for longer than the timeout still succeeds."""
+    cache = RedisTokenCache.from_url(redis_url, timeout=0.2)
+    outcome: list[object] = []
+
+    async def claim() -> None:
+        outcome.append(await cache.claim(cache_key(RISK), passing_over=None))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(claim)
+        await anyio.wait_all_tasks_blocked()
+        time.sleep(0.5)  # noqa: ASYNC251 - the loop is busy, as in a burst of requests
+    assert isinstance(outcome[0], CacheLease)
 
 
 @pytest.mark.parametrize(

@@ -255,3 +255,38 @@ async def test_a_401_storm_discards_the_token_once_not_once_per_request(
                 tasks.start_soon(client.get, f"{API}/cis/v1/x")
     assert cache.calls.count("discard") == 1
     assert mosaic.token_requests[None] == 2
+
+
+class HangingCache(CountingCache):
+    """A cache whose claims hang until `answer` is set, and then fail."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.answer = anyio.Event()
+
+    async def claim(
+        self, key: CacheKey, *, passing_over: AccessToken | None
+    ) -> AccessToken | CacheLease | None:
+        self.calls.append("claim")
+        await self.answer.wait()
+        raise ConnectionError("the cache is down")
+
+
+async def test_calls_under_way_when_the_cache_fails_count_as_one_failure(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """Fetches for several resources whose claims fail together pause the cache once, for
+    the first pause, rather than doubling it once per call."""
+    cache = HangingCache(clock)
+    events: list[AuthEvent] = []
+    store = store_on(mosaic, cache, [], telemetry=Telemetry(events.append))
+    async with anyio.create_task_group() as tasks:
+        for resource in ("r1", "r2", "r3", "r4"):
+            tasks.start_soon(store.usable_token, resource)
+        await anyio.wait_all_tasks_blocked()
+        cache.answer.set()
+    assert cache.calls == ["claim"] * 4
+    clock.advance(CACHE_PAUSE_FIRST)
+    await store.usable_token("r5")
+    assert cache.calls == ["claim"] * 5  # tried again after the first pause
+    assert [event.name for event in events].count("cache_unavailable") == 1
