@@ -155,6 +155,13 @@ class MosaicAuth(httpx.Auth):
             clock=clock,
             retry=retry,
         )
+        authentication = self._endpoint.client_auth
+        if getattr(cache, "needs_credential", False) and authentication.cache_secret is None:
+            raise ConfigurationError(
+                f"{type(cache).__name__} needs encryption_key= with {authentication.method}: "
+                "the client certificate's key is not in this process to derive one from",
+                setting="cache",
+            )
         self._states = TokenStates(
             leeway=_seconds("leeway", leeway),
             refresh_window=_seconds("refresh_window", refresh_window),

@@ -58,11 +58,19 @@ class TokenCache(Protocol):
     requests: tokens are fetched directly until it answers again.
     """
 
+    lease: float
+    """Seconds a lease lasts unless its holder renews it."""
+
     async def claim(
         self, key: CacheKey, *, passing_over: AccessToken | None
     ) -> AccessToken | CacheLease | None:
         """The token cached under `key`, unless it is `passing_over` (one the caller cannot
         use); failing that, a `CacheLease` to fetch one if nobody holds one; failing that, None."""
+        ...
+
+    async def renew(self, key: CacheKey, lease: CacheLease) -> None:
+        """Extend `lease` by `lease` seconds from now, if it is still held: its holder is
+        still fetching."""
         ...
 
     async def store(
@@ -92,7 +100,7 @@ class MemoryTokenCache:
     def __init__(
         self, *, lease: float = DEFAULT_LEASE, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._lease = lease
+        self.lease = lease
         self._clock = clock
         self._tokens: dict[CacheKey, AccessToken] = {}
         self._leases: dict[CacheKey, tuple[CacheLease, float]] = {}
@@ -116,8 +124,15 @@ class MemoryTokenCache:
             if held is not None and now < held[1]:
                 return None
             lease = CacheLease()
-            self._leases[key] = (lease, now + self._lease)
+            self._leases[key] = (lease, now + self.lease)
             return lease
+
+    async def renew(self, key: CacheKey, lease: CacheLease) -> None:
+        """Extend `lease` by `lease` seconds from now, if it is still held."""
+        with self._lock:
+            held = self._leases.get(key)
+            if held is not None and held[0] == lease:
+                self._leases[key] = (lease, self._clock() + self.lease)
 
     async def store(
         self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float

@@ -6,7 +6,8 @@ same id and different credentials never share an entry. Its two keys (the token 
 lease) share a Redis Cluster hash tag, so that one script can use both.
 
 A value is ``<token id>.<JWE>``. The token id (a truncated SHA-256 of the token) lets a
-script compare and delete the entry holding one token without reading it. The JWE (``dir``,
+script compare and delete the entry holding one token without reading it; the JWE repeats it,
+so that it cannot be changed. The JWE (``dir``,
 ``A256GCM``) is encrypted with a key derived from the credential, or one the application gives,
 and names the entry in its protected header, so a value copied to another entry, or sealed with
 another key, does not open.
@@ -39,7 +40,10 @@ EncryptionKey = bytes | OctKey
 
 _KEY_BYTES = 32
 _REGISTRY = jwe.JWERegistry(
-    header_registry={"ent": HeaderParameter("The cache entry the value belongs to", "str", True)},
+    header_registry={
+        "ent": HeaderParameter("The cache entry the value belongs to", "str", True),
+        "tid": HeaderParameter("The id of the token, as the value's prefix gives it", "str", True),
+    },
     algorithms=["dir", "A256GCM"],
 )
 
@@ -56,9 +60,9 @@ class EntryNames:
 class SealedEntries:
     """Names entries and seals their tokens, with the application's keys or the credential's.
 
-    `encryption_key`: one key, or several: the first seals and every one opens, so that a key
-    is rotated by putting the new one first and dropping the old one a token lifetime later.
-    None: each client's key is derived from its credential.
+    `encryption_key`: one key, or several: the first seals and every one opens (a key is
+    rotated by adding it last, then putting it first, then dropping the old one). None: each
+    client's key is derived from its credential.
     """
 
     def __init__(
@@ -90,21 +94,23 @@ class SealedEntries:
             "expires_at": token.expires_at,
             "issued_at": token.issued_at,
         }
+        identity = token_id(token)
         header = {
             "alg": "dir",
             "enc": "A256GCM",
             "kid": _key_id(sealing_key),
             "ent": self.names(key).digest,
+            "tid": identity,
         }
         sealed = jwe.encrypt_compact(
             header, json.dumps(payload).encode(), sealing_key, registry=_REGISTRY
         )
-        return f"{token_id(token)}.{sealed}"
+        return f"{identity}.{sealed}"
 
     def open(self, key: CacheKey, value: str) -> AccessToken:
         """The token in `value`, read from `key`'s name; `TokenCacheError` if it does not
         open (another key sealed it, or it belongs to another entry)."""
-        _, _, sealed = value.partition(".")
+        identity, _, sealed = value.partition(".")
         try:
             header = json.loads(base64url_decode(sealed.split(".", 1)[0]))
             kid = header["kid"] if isinstance(header, dict) else None
@@ -119,7 +125,12 @@ class SealedEntries:
             raise TokenCacheError("a cached token is not a value this library sealed") from None
         if plaintext.protected.get("ent") != self.names(key).digest:
             raise TokenCacheError("a cached token was sealed for another entry")
-        return _token_from(plaintext.plaintext or b"", key.resource)
+        token = _token_from(plaintext.plaintext or b"", key.resource)
+        # The id outside the JWE is what a 401's compare-and-delete matches: a forged one
+        # would keep a refused token in place.
+        if not identity == plaintext.protected.get("tid") == token_id(token):
+            raise TokenCacheError("a cached token's id does not match the token")
+        return token
 
     def keys_for(self, key: CacheKey) -> list[OctKey]:
         """The keys that seal (the first) and open `key`'s tokens; `TokenCacheError` if there

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -38,10 +40,36 @@ _T = TypeVar("_T")
 # second, and the waiting processes' callers are served their current token if they have one.
 FLEET_POLL_FIRST = 0.025
 FLEET_POLL_LONGEST = 0.2
+# A flight waits for a lease holder at most this many leases, then fetches on its own.
+FLEET_WAIT_LIMIT = 3
 # After a shared cache fails, it is left alone for this long, doubling while it keeps
 # failing: a cold fetch during an outage costs no timeout, but the first after each pause.
 CACHE_PAUSE_FIRST = 2.0
 CACHE_PAUSE_LONGEST = 30.0
+
+
+@dataclass(slots=True)
+class _CacheHealth:
+    """Whether a shared cache is being left alone after failing, for every store using it:
+    an outage is one warning and one pause, however many `MosaicAuth` share the cache."""
+
+    resumes_at: float = -math.inf
+    pause: float = CACHE_PAUSE_FIRST
+    failed_at: float | None = None
+    # Moves at each failure and recovery, so that the calls already under way when the
+    # cache failed, which fail together, count as one failure.
+    epoch: int = 0
+
+
+_HEALTH: weakref.WeakKeyDictionary[object, _CacheHealth] = weakref.WeakKeyDictionary()
+
+
+def _health_of(cache: object) -> _CacheHealth:
+    """The health record shared by every store using `cache`."""
+    try:
+        return _HEALTH.setdefault(cache, _CacheHealth())
+    except TypeError:  # a cache that cannot be weakly referenced, or hashed: its own record
+        return _CacheHealth()
 
 
 class _Unavailable:
@@ -76,13 +104,7 @@ class TokenStore:
         self._cache = cache
         self._sleep = sleep
         self._running: dict[Flight, anyio.CancelScope] = {}
-        # The shared cache's health: left alone until `_cache_resumes_at` after a failure.
-        # `_cache_epoch` moves at each failure and recovery, so that the calls already under
-        # way when the cache failed, which fail together, count as one failure.
-        self._cache_epoch = 0
-        self._cache_failed_at: float | None = None
-        self._cache_resumes_at = -math.inf
-        self._cache_pause = CACHE_PAUSE_FIRST
+        self._health = _health_of(cache)
 
     async def usable_token(self, resource: str | None) -> AccessToken:
         """A usable token for `resource`, waiting for a fetch if need be.
@@ -158,19 +180,52 @@ class TokenStore:
         token, lease = await self._claim(flight, key)
         if token is None:
             try:
-                token = await self._request_with_retries(flight)
+                if cache is not None and lease is not None:
+                    token = await self._fetch_for_the_fleet(flight, cache, key, lease)
+                else:
+                    token = await self._request_with_retries(flight)
             except BaseException:
                 if cache is not None and lease is not None:
                     with anyio.CancelScope(shield=True):  # let the next process try at once
                         await self._shared(cache.release, key, lease)
                 raise
+            if cache is not None and lease is not None:
+                # Stored before it is used here: a 401 to it must find it there to discard.
+                expires_in = token.expires_at - self._clock()
+                await self._shared(cache.store, key, token, lease=lease, expires_in=expires_in)
         self._states.fetched(flight, token)
-        if cache is not None and lease is not None:
-            expires_in = token.expires_at - self._clock()
-            await self._shared(cache.store, key, token, lease=lease, expires_in=expires_in)
         if flight.purpose == "refresh":
             expires_in = token.expires_at - self._clock()
             self._telemetry.report(AuthEvent("token_refreshed", resource, expires_in=expires_in))
+
+    async def _fetch_for_the_fleet(
+        self, flight: Flight, cache: TokenCache, key: CacheKey, lease: CacheLease
+    ) -> AccessToken:
+        """Request `flight`'s token while holding `lease`, renewing it as long as that takes:
+        a slow token endpoint must not let the lease lapse into a second request."""
+        fetched: list[AccessToken] = []
+        failed: list[Exception] = []
+
+        async def fetch() -> None:
+            try:
+                fetched.append(await self._request_with_retries(flight))
+            except Exception as error:
+                failed.append(error)
+            finally:
+                tasks.cancel_scope.cancel()
+
+        async def renew() -> None:
+            while True:
+                # Real time, as leases lapse in real time.
+                await anyio.sleep(cache.lease / 3)
+                await self._shared(cache.renew, key, lease)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(fetch)
+            tasks.start_soon(renew)
+        if failed:
+            raise failed[0]
+        return fetched[0]
 
     async def _request_with_retries(self, flight: Flight) -> AccessToken:
         """Ask the endpoint, retrying as the states allow; raise the last failure."""
@@ -245,13 +300,16 @@ class TokenStore:
     ) -> tuple[AccessToken | None, CacheLease | None]:
         """The shared cache's token for `flight`, if it has one the states accept; else the
         lease to fetch one for everybody, once nobody else holds it. (None, None): no cache,
-        or it failed, and the flight fetches on its own."""
-        if self._cache is None:
+        or it failed, or the lease holder took too long, and the flight fetches on its own."""
+        cache = self._cache
+        if cache is None:
             return None, None
         passing_over: AccessToken | None = None
-        pause = FLEET_POLL_FIRST
+        pause, waited = FLEET_POLL_FIRST, 0.0
         while True:
-            outcome = await self._shared(self._cache.claim, key, passing_over=passing_over)
+            outcome = await self._shared(
+                cache.claim, key, passing_over=passing_over, during_pause=False
+            )
             if isinstance(outcome, _Unavailable):
                 return None, None
             if isinstance(outcome, CacheLease):
@@ -261,43 +319,61 @@ class TokenStore:
                     return outcome, None
                 passing_over = outcome  # refused, or due for refresh: claim the lease instead
                 continue
+            if waited >= FLEET_WAIT_LIMIT * cache.lease:
+                # A holder renewing its lease for this long is stuck, or the cache keeps
+                # handing back a token passed over: better a token request of our own.
+                logger.warning(
+                    "gave up waiting %.0f s for another process's token %s; fetching it here",
+                    waited,
+                    for_resource(flight.resource),
+                )
+                return None, None
             await self._sleep(pause)  # another process is fetching it
+            waited += pause
             pause = min(pause * 2, FLEET_POLL_LONGEST)
 
     async def _shared(
-        self, call: Callable[..., Awaitable[_T]], *args: object, **kwargs: object
+        self,
+        call: Callable[..., Awaitable[_T]],
+        *args: object,
+        during_pause: bool = True,
+        **kwargs: object,
     ) -> _T | _Unavailable:
-        """``call(...)`` on the shared cache, unless it failed moments ago; if it fails now,
-        report the outage once and leave the cache alone for a while.
+        """``call(...)`` on the shared cache; if it fails, report the outage once and leave
+        the cache alone for a while.
 
+        Only claims are left out during that pause (`during_pause`): they are what would
+        cost each fetch a timeout. A lease holder's store, renewal and release, and a 401's
+        discard, are each one bounded call that the fleet depends on, and are always made.
         A shared cache outage must not fail requests: tokens are fetched directly instead.
         """
-        if self._clock() < self._cache_resumes_at:
+        health = self._health
+        if not during_pause and self._clock() < health.resumes_at:
             return _UNAVAILABLE
-        outage = self._cache_epoch
+        epoch = health.epoch
         try:
             result = await call(*args, **kwargs)
         except Exception as error:
-            if outage == self._cache_epoch:  # not a call already under way when it failed
+            if epoch == health.epoch:  # not a call already under way when it failed
                 self._cache_failed(error)
             return _UNAVAILABLE
-        if self._cache_failed_at is not None:
-            duration = self._clock() - self._cache_failed_at
-            self._cache_failed_at, self._cache_pause = None, CACHE_PAUSE_FIRST
-            self._cache_epoch += 1
+        if health.failed_at is not None:
+            duration = self._clock() - health.failed_at
+            health.failed_at, health.pause = None, CACHE_PAUSE_FIRST
+            health.epoch += 1
             self._telemetry.report(AuthEvent("cache_recovered", None, duration=duration))
         return result
 
     def _cache_failed(self, error: Exception) -> None:
         """Leave the shared cache alone for a pause that doubles while it keeps failing, and
         report the outage when it begins."""
-        now = self._clock()
-        pause = self._cache_pause
-        self._cache_resumes_at = now + pause
-        self._cache_pause = min(pause * 2, CACHE_PAUSE_LONGEST)
-        self._cache_epoch += 1
-        if self._cache_failed_at is None:
-            self._cache_failed_at = now
+        health, now = self._health, self._clock()
+        pause = health.pause
+        health.resumes_at = now + pause
+        health.pause = min(pause * 2, CACHE_PAUSE_LONGEST)
+        health.epoch += 1
+        if health.failed_at is None:
+            health.failed_at = now
             self._telemetry.report(
                 AuthEvent("cache_unavailable", None, error=type(error).__name__, retry_in=pause),
                 error,

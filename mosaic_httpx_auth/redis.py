@@ -16,18 +16,21 @@ too. Tokens are stored encrypted (`_shared_entries`), under names that show no c
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import sys
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
-import anyio.to_thread
 
 from ._cache import DEFAULT_LEASE, CacheLease
 from ._exceptions import ConfigurationError, TokenCacheError
+from ._loop_thread import LoopThread
 from ._shared_entries import EncryptionKey, SealedEntries, token_id
+from ._tasks import asyncio_loop, current_loop
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -49,12 +52,13 @@ DEFAULT_PREFIX = "mosaic-httpx-auth:"
 # request to Mosaic is the faster way to a token.
 DEFAULT_TIMEOUT = 0.25
 
+# A value is '<token id>.<sealed token>'; a value without a dot is all id (and opens to nothing).
 # KEYS: token, lease. ARGV: id of a token to pass over ('' for none), lease holder, lease ms.
-# The stored token unless it is the one passed over; else 1 if the lease was free and is now
-# the caller's; else 0 (another process holds it).
+# The stored value unless it holds the token passed over; else 1 if the lease was free and is
+# now the caller's; else 0 (another process holds it).
 _CLAIM = """
 local value = redis.call('GET', KEYS[1])
-if value and (ARGV[1] == '' or string.sub(value, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. '.') then
+if value and string.match(value, '^[^.]*') ~= ARGV[1] then
   return value
 end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
@@ -62,13 +66,25 @@ if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
 end
 return 0
 """
-# KEYS: token, lease. ARGV: value, ms to keep it, lease holder.
+# KEYS: token, lease. ARGV: value, ms to keep it, lease holder. Stored by the lease holder, or
+# by a holder whose lease lapsed if nobody stored a token since: a lapsed holder's token must
+# not replace the one the next holder stored, splitting the fleet between two tokens.
 _STORE = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if redis.call('GET', KEYS[2]) == ARGV[3] then
+local held = redis.call('GET', KEYS[2]) == ARGV[3]
+if held or redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if held then
   redis.call('DEL', KEYS[2])
 end
 return 1
+"""
+# KEYS: lease. ARGV: lease holder, lease ms. The holder, still fetching, keeps its lease.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 """
 # KEYS: lease. ARGV: lease holder. Only the holder ends a lease: one that lapsed is another's.
 _RELEASE = """
@@ -80,7 +96,7 @@ return 0
 # KEYS: token. ARGV: token id. A newer token stored by another process stays.
 _DISCARD = """
 local value = redis.call('GET', KEYS[1])
-if value and string.sub(value, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '.' then
+if value and string.match(value, '^[^.]*') == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -124,10 +140,13 @@ class RedisTokenCache:
                     f"{name} must be a positive number of seconds", setting=name
                 )
         self._evaluate = _evaluator(client, timeout)
-        self._where = (
-            str(client) if isinstance(client, _ConnectingClient) else type(client).__name__
-        )
+        self._where = str(client) if isinstance(client, _OwnedClient) else type(client).__name__
         self._entries = SealedEntries(prefix=prefix, encryption_key=encryption_key)
+        self.needs_credential = encryption_key is None
+        """Whether tokens are sealed with a key derived from each client's credential: then
+        a client whose credential is not in the process (``tls_client_auth``) cannot use it."""
+        self.lease = float(lease)
+        """Seconds a lease lasts unless its holder renews it."""
         self._lease_ms = str(max(1, round(lease * 1000)))
         self._timeout = timeout
 
@@ -147,7 +166,7 @@ class RedisTokenCache:
         It connects per use, on whichever event loop asks: Redis is used about once per token
         lifetime, and a connection kept open would belong to one event loop.
         """
-        client = _ConnectingClient(url, timeout=timeout)
+        client = _OwnedClient(url, timeout=timeout)
         return cls(
             client, prefix=prefix, encryption_key=encryption_key, lease=lease, timeout=timeout
         )
@@ -195,6 +214,10 @@ class RedisTokenCache:
         ttl_ms = str(max(1, int(expires_in * 1000)))
         await self._run(_STORE, [names.token, names.lease], [value, ttl_ms, lease.holder])
 
+    async def renew(self, key: CacheKey, lease: CacheLease) -> None:
+        """Extend `lease` by `lease` seconds from now, if it is still held."""
+        await self._run(_RENEW, [self._entries.names(key).lease], [lease.holder, self._lease_ms])
+
     async def release(self, key: CacheKey, lease: CacheLease) -> None:
         """End `lease` without a token, if it is still held: another process may try."""
         await self._run(_RELEASE, [self._entries.names(key).lease], [lease.holder])
@@ -218,13 +241,13 @@ class RedisTokenCache:
             ) from error
 
 
-class _ConnectingClient:
-    """Runs each script on a connection of its own, made by coredis in a worker thread.
+class _OwnedClient:
+    """A coredis client of the cache's own, kept open on an event loop of its own thread.
 
-    In the thread, the timeout measures Redis alone: on the caller's event loop it would also
-    count the loop's other work, which a burst of requests makes hundreds of milliseconds
-    long, and Redis would seem down exactly when the fleet needs it. Nothing outlives a call,
-    so the cache serves any event loop, and a process that forks.
+    On its own loop, the client serves callers on any event loop, asyncio or trio, and any
+    thread; the timeout measures Redis alone, not a caller's loop busy with a burst of
+    requests (which would make Redis seem down exactly when the fleet needs it); and no
+    caller waits for a worker thread. A forked child opens a client of its own.
     """
 
     def __init__(self, url: str, *, timeout: float) -> None:
@@ -235,52 +258,100 @@ class _ConnectingClient:
                 "RedisTokenCache.from_url needs coredis: pip install 'mosaic-httpx-auth[redis]'",
                 setting="cache",
             ) from None
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(
-                "the Redis URL must start with redis://, rediss:// or unix://", setting="cache"
-            )
-        self._connect = partial(
+        self._where = _where(url)
+        self._new_client = partial(
             coredis.Redis.from_url, url, connect_timeout=timeout, stream_timeout=timeout
         )
         self._timeout = timeout
-        # Where it is, without the password a URL may carry.
-        port = f":{parts.port}" if parts.port else ""
-        self._where = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+        self._thread = LoopThread("mosaic-httpx-auth redis")
+        # The client, once entered, and the loop it was entered on (a forked child's differs).
+        self._opened: asyncio.Future[Any] | None = None
+        self._opened_on: asyncio.AbstractEventLoop | None = None
+        self._keeper: asyncio.Task[None] | None = None
 
     def __str__(self) -> str:
         return self._where
 
     async def eval(self, script: str, keys: list[str], args: list[str]) -> Any:
-        return await anyio.to_thread.run_sync(
-            self._eval_in_thread, script, keys, args, abandon_on_cancel=True
-        )
-
-    def _eval_in_thread(self, script: str, keys: list[str], args: list[str]) -> Any:
-        return anyio.run(self._eval, script, keys, args)
+        return await self._thread.run(self._eval, script, keys, args)
 
     async def _eval(self, script: str, keys: list[str], args: list[str]) -> Any:
         with anyio.fail_after(self._timeout):
-            async with self._connect() as client:
-                return await client.eval(script, keys=keys, args=args)
+            client = await self._client()
+            return await client.eval(script, keys=keys, args=args)
+
+    async def _client(self) -> Any:
+        """The open client, on the thread's loop; opened by a task that keeps it open."""
+        loop = asyncio.get_running_loop()
+        if self._opened is None or self._opened_on is not loop:
+            self._opened, self._opened_on = loop.create_future(), loop
+            self._keeper = loop.create_task(self._keep_open(self._opened))
+        return await asyncio.shield(self._opened)
+
+    async def _keep_open(self, opened: asyncio.Future[Any]) -> None:
+        """Enter a client and hold it open (coredis ties a client to the task that entered
+        it); if it fails or closes, the next call opens another."""
+        try:
+            async with self._new_client() as client:
+                opened.set_result(client)
+                await asyncio.Event().wait()
+        except Exception as error:
+            if not opened.done():
+                opened.set_exception(error)
+        finally:
+            if self._opened is opened:
+                self._opened = None
+
+
+def _where(url: str) -> str:
+    """Where `url` points, for messages: scheme, host, port and database, never the password
+    (nor any of it that a character left unencoded moved elsewhere)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            "the Redis URL must start with redis://, rediss:// or unix://", setting="cache"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(
+            "the Redis URL cannot be read: percent-encode its password", setting="cache"
+        ) from None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if parts.scheme == "unix":
+        host, port = "", None
+    path = parts.path if re.fullmatch(r"/?\d*", parts.path) or parts.scheme == "unix" else ""
+    if "@" in parts.path or "@" in (parts.query + parts.fragment):
+        raise ConfigurationError(
+            "the Redis URL cannot be read: percent-encode its password", setting="cache"
+        )
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{path}"
 
 
 def _evaluator(client: Any, timeout: float) -> Evaluate:
     """Runs a script on `client`, whichever of the two libraries it comes from, in `timeout`."""
-    if isinstance(client, _ConnectingClient):
+    if isinstance(client, _OwnedClient):
         return client.eval  # bounds its own calls
-    library = type(client).__module__.partition(".")[0]
     evaluate: Any = getattr(client, "eval", None)
-    if library == "coredis" and evaluate is not None:
+    # By the library its class, or a class it derives from, belongs to: without importing it.
+    modules = [cls.__module__ for cls in type(client).__mro__]
+    if evaluate is not None and any(module.startswith("coredis.") for module in modules):
 
         async def with_coredis(script: str, keys: list[str], args: list[str]) -> Any:
             with anyio.fail_after(timeout):
                 return await evaluate(script, keys=keys, args=args)
 
         return with_coredis
-    if type(client).__module__.startswith("redis.asyncio.") and evaluate is not None:
+    if evaluate is not None and any(module.startswith("redis.asyncio.") for module in modules):
 
         async def with_redis_py(script: str, keys: list[str], args: list[str]) -> Any:
+            if asyncio_loop(current_loop()) is None:
+                raise TokenCacheError(
+                    "a redis.asyncio client runs on asyncio only: on trio, use a coredis "
+                    "client or RedisTokenCache.from_url"
+                )
             with anyio.fail_after(timeout):
                 return await evaluate(script, len(keys), *keys, *args)
 

@@ -3,17 +3,26 @@ failures. Several processes sharing one are in test_fleet.py."""
 
 from __future__ import annotations
 
+import base64
+import hmac
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 import coredis
+import httpx
 import pytest
 import redis.asyncio
+from joserfc import jwe
+from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
 from mosaic_httpx_auth import (
@@ -24,6 +33,7 @@ from mosaic_httpx_auth import (
     MosaicAuth,
     TokenCacheError,
 )
+from mosaic_httpx_auth._shared_entries import _REGISTRY
 from mosaic_httpx_auth.redis import RedisTokenCache
 
 from .helpers import (
@@ -174,19 +184,55 @@ async def test_names_and_values_show_no_client_id_secret_or_token(
     dump = redis_server.dump()
     for secret in (CLIENT_ID, CLIENT_SECRET, token.token, token.token.split(".")[1], RISK):
         assert secret.encode() not in dump
+    assert isinstance(await cache.claim(key, passing_over=token), CacheLease)
     names = keys(redis_server)
     tags = {name.partition("{")[2].partition("}")[0] for name in names}
-    assert len(names) == 2
-    assert len(tags) == 2  # one per entry
+    assert len(names) == 3  # the risk token and its lease, and the other entry's lease
+    assert len(tags) == 2  # one per entry, which its token and lease share
     assert all(name.startswith("mosaic-httpx-auth:{") for name in names)
 
 
-async def test_two_clients_with_one_id_and_different_secrets_never_share(redis_url: str) -> None:
-    """An entry's name is keyed with the client's credential."""
-    cache = RedisTokenCache.from_url(redis_url)
+async def test_two_clients_with_one_id_and_different_secrets_never_share(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """An entry's name is keyed with the client's credential: with the same id and different
+    secrets, two clients have entries of their own (even sharing an encryption key)."""
+    cache = RedisTokenCache.from_url(redis_url, encryption_key=b"k" * 32)
     await stored(cache, cache_key(RISK), a_token())
     other = CacheKey(TOKEN_URL, CLIENT_ID, RISK, credential=os.urandom(32))
     assert isinstance(await cache.claim(other, passing_over=None), CacheLease)
+    assert len(keys(redis_server)) == 2  # a token, and the other client's lease
+
+
+async def test_the_default_key_is_derived_from_the_credential(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """Without encryption_key, a token is sealed with a key derived from the client's
+    credential: it opens with that key, and with no key derived from another credential."""
+    token = a_token()
+    await stored(RedisTokenCache.from_url(redis_url), cache_key(RISK), token)
+    sealed = redis_server.dump().split(b"\n")[-1].decode().partition(".")[2]
+    credential = cache_key(RISK).credential
+    assert credential is not None
+    derived = OctKey.import_key(hmac.digest(credential, b"token encryption", "sha256"))
+    opened = jwe.decrypt_compact(sealed, derived, registry=_REGISTRY).plaintext
+    assert token.token.encode() in (opened or b"")
+    another = OctKey.import_key(hmac.digest(os.urandom(32), b"token encryption", "sha256"))
+    with pytest.raises(JoseError):
+        jwe.decrypt_compact(sealed, another, registry=_REGISTRY)
+
+
+async def test_no_part_of_an_encryption_key_is_stored(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """A value names its key by an id from which the key cannot be worked back."""
+    key = os.urandom(32)
+    await stored(
+        RedisTokenCache.from_url(redis_url, encryption_key=key), cache_key(RISK), a_token()
+    )
+    dump = redis_server.dump()
+    for form in (key, key.hex().encode(), base64.urlsafe_b64encode(key).rstrip(b"=")):
+        assert form[:8] not in dump
 
 
 async def test_a_value_moved_to_another_entry_does_not_open(
@@ -352,6 +398,24 @@ async def test_a_redis_that_hangs_is_given_up_on_after_the_timeout(silent_port: 
     assert "hunter2" not in repr(cache)
 
 
+async def test_an_applications_client_is_given_the_timeout_too(silent_port: int) -> None:
+    """Calls through an application's coredis client are bounded by `timeout` as well."""
+    async with coredis.Redis(host="127.0.0.1", port=silent_port, stream_timeout=30) as client:
+        cache = RedisTokenCache(client, timeout=0.05)
+        with anyio.fail_after(5), pytest.raises(TokenCacheError, match=r"within 0\.05 s"):
+            await cache.claim(cache_key(RISK), passing_over=None)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis-py runs on asyncio only
+async def test_an_applications_redis_py_client_is_given_the_timeout_too(silent_port: int) -> None:
+    """Calls through an application's redis.asyncio client are bounded by `timeout` too."""
+    client = redis.asyncio.Redis(host="127.0.0.1", port=silent_port, socket_timeout=30)
+    async with client:
+        cache = RedisTokenCache(client, timeout=0.05)
+        with anyio.fail_after(5), pytest.raises(TokenCacheError, match=r"within 0\.05 s"):
+            await cache.claim(cache_key(RISK), passing_over=None)
+
+
 async def test_a_redis_that_is_down_fails_with_the_cause() -> None:
     """A refused connection is a TokenCacheError naming the innermost cause."""
     with socket.socket() as probe:  # a port nobody listens on
@@ -399,3 +463,164 @@ async def test_requests_go_on_when_redis_is_killed_mid_run(
 def test_mosaic_auth_takes_it_as_its_cache() -> None:
     """RedisTokenCache is a TokenCache that MosaicAuth accepts."""
     MosaicAuth(CLIENT_ID, CLIENT_SECRET, cache=RedisTokenCache.from_url("redis://127.0.0.1/0"))
+
+
+async def test_tls_client_auth_without_an_encryption_key_is_refused_up_front() -> None:
+    """With tls_client_auth, no secret is in the process to derive a key from: MosaicAuth
+    refuses a RedisTokenCache without encryption_key when it is built, not at each fetch."""
+    options = {"client_auth": "tls_client_auth", "http_client": httpx.AsyncClient()}
+    async with options["http_client"]:  # type: ignore[attr-defined]
+        with pytest.raises(ConfigurationError, match="needs encryption_key= with tls_client_auth"):
+            MosaicAuth(CLIENT_ID, cache=RedisTokenCache.from_url("redis://127.0.0.1/0"), **options)  # type: ignore[arg-type]
+        keyed = RedisTokenCache.from_url("redis://127.0.0.1/0", encryption_key=os.urandom(32))
+        MosaicAuth(CLIENT_ID, cache=keyed, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["no-dot-at-all", "f00d.not-a-jwe", ""])
+async def test_a_value_it_cannot_read_gives_way_to_a_new_token(
+    redis_url: str, redis_server: RedisServer, value: str
+) -> None:
+    """Whatever another writer left in an entry (another format, corruption) is passed over:
+    the claim gets the lease, rather than waiting for a token that never comes."""
+    cache = RedisTokenCache.from_url(redis_url)
+    await stored(cache, cache_key(RISK), a_token())
+    [token_key] = keys(redis_server)
+    redis_server.command("SET", token_key, value)
+    assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
+
+
+async def test_a_forged_token_id_does_not_open(
+    redis_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The id before the JWE is sealed inside it too: a value whose id was changed, which
+    would keep a refused token from being discarded, does not open."""
+    cache = RedisTokenCache.from_url(redis_url)
+    await stored(cache, cache_key(RISK), a_token())
+    [token_key] = keys(redis_server)
+    sealed = redis_server.dump().split(b"\n")[-1].decode().partition(".")[2]
+    redis_server.command("SET", token_key, f"{'0' * 32}.{sealed}")
+    with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
+        assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
+    assert "id does not match" in caplog.text
+
+
+async def test_a_lapsed_holder_does_not_replace_the_next_holders_token(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """A holder whose lease lapsed, and whose successor stored a token meanwhile, stores
+    nothing: the fleet stays on one token."""
+    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    lapsed = await cache.claim(key, passing_over=None)
+    assert isinstance(lapsed, CacheLease)
+    [lease_key] = keys(redis_server)
+    redis_server.command("DEL", lease_key)
+    successors = a_token("successor's")
+    await stored(cache, key, successors)
+    await cache.store(key, a_token("lapsed holder's"), lease=lapsed, expires_in=60)
+    assert await cache.claim(key, passing_over=None) == successors
+
+
+async def test_a_lease_is_renewed_only_by_its_holder(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """Renewing extends the holder's lease; a lease that went to another is left alone."""
+    cache, key = RedisTokenCache.from_url(redis_url, lease=30), cache_key(RISK)
+    lease = await cache.claim(key, passing_over=None)
+    assert isinstance(lease, CacheLease)
+    [lease_key] = keys(redis_server)
+    redis_server.command("PEXPIRE", lease_key, "1000")
+    await cache.renew(key, lease)
+    assert int(redis_server.command("PTTL", lease_key)[1:]) > 29_000
+    redis_server.command("PEXPIRE", lease_key, "1000")
+    await cache.renew(key, CacheLease())
+    assert int(redis_server.command("PTTL", lease_key)[1:]) <= 1000
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret/pa55word@127.0.0.1:6379/0",
+        "redis://user:s3cr#et-tail@127.0.0.1:6379/0",
+        "redis://:s3cret?x@127.0.0.1:6379/0",
+        "redis://:p4ss:w0rd@127.0.0.1/0",
+    ],
+)
+def test_a_password_left_unencoded_is_never_shown(url: str) -> None:
+    """A URL whose password was not percent-encoded is refused without quoting any of it, or
+    shown without it."""
+    try:
+        shown = repr(RedisTokenCache.from_url(url))
+    except ConfigurationError as error:
+        shown = str(error)
+    for part in ("s3cret", "pa55word", "s3cr", "et-tail", "p4ss", "w0rd"):
+        assert part not in shown
+
+
+def test_subclasses_of_either_library_are_accepted() -> None:
+    """An application's subclass of a coredis or redis-py client (for instrumentation, or a
+    test double) is recognised by the library it derives from."""
+
+    class InstrumentedCoredis(coredis.Redis[bytes]):
+        pass
+
+    class InstrumentedRedisPy(redis.asyncio.Redis):
+        pass
+
+    for client in (InstrumentedCoredis(port=1), InstrumentedRedisPy(port=1)):
+        assert isinstance(RedisTokenCache(client), RedisTokenCache)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_redis_py_client_on_trio_says_so(redis_url: str) -> None:
+    """redis-py runs on asyncio only: used on trio, each call fails with a TokenCacheError
+    saying what to use instead (and MosaicAuth fetches tokens directly)."""
+    cache = RedisTokenCache(redis.asyncio.Redis.from_url(redis_url))
+    with pytest.raises(TokenCacheError, match="asyncio only: on trio, use a coredis client"):
+        await cache.claim(cache_key(RISK), passing_over=None)
+
+
+async def test_a_claim_never_waits_for_the_applications_worker_threads(redis_url: str) -> None:
+    """Redis calls run on a thread of their own, not anyio's worker threads: an application
+    keeping those busy with blocking work does not hold up a token fetch."""
+    cache = RedisTokenCache.from_url(redis_url)
+    release = threading.Event()
+    async with anyio.create_task_group() as tasks:
+        for _ in range(45):  # more than anyio's default limit of 40 worker threads
+            tasks.start_soon(
+                partial(anyio.to_thread.run_sync, release.wait, abandon_on_cancel=True)
+            )
+        await anyio.wait_all_tasks_blocked()
+        try:
+            with anyio.fail_after(5):
+                assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
+        finally:
+            release.set()
+
+
+def test_a_forked_child_uses_the_cache_its_parent_used(redis_url: str) -> None:
+    """A MosaicAuth with a RedisTokenCache, used before a fork (a pre-forking server with the
+    app preloaded), serves the child: its thread and connection are the child's own."""
+    script = f"""
+import asyncio, os, sys
+from mosaic_httpx_auth import RISK_RESOURCE, VERIFY_RESOURCE
+from mosaic_httpx_auth._shared_entries import _REGISTRY
+from mosaic_httpx_auth.redis import RedisTokenCache
+from mosaic_httpx_auth.testing import MosaicEmulator
+
+emulator = MosaicEmulator()
+client = emulator.register_client(resources=[RISK_RESOURCE, VERIFY_RESOURCE])
+auth = emulator.auth(client, cache=RedisTokenCache.from_url({redis_url!r}))
+asyncio.run(auth.get_token(RISK_RESOURCE))
+pid = os.fork()
+if pid == 0:
+    asyncio.run(auth.get_token(VERIFY_RESOURCE))
+    sys.stdout.write(f"child: {{sum(emulator.token_requests.values())}} token requests, "
+                     f"{{auth.stats().cache_outages}} outages\\n")
+    sys.stdout.flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+    result = subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout == "child: 2 token requests, 0 outages\n"

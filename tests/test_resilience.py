@@ -362,6 +362,8 @@ async def test_an_expired_token_is_not_served_when_the_endpoint_fails(
 class BrokenCache:
     """A shared cache that is down."""
 
+    lease = 10.0
+
     async def claim(
         self, key: CacheKey, *, passing_over: AccessToken | None
     ) -> AccessToken | CacheLease | None:
@@ -370,6 +372,9 @@ class BrokenCache:
     async def store(
         self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float
     ) -> None:
+        raise ConnectionError("cache down")
+
+    async def renew(self, key: CacheKey, lease: CacheLease) -> None:
         raise ConnectionError("cache down")
 
     async def release(self, key: CacheKey, lease: CacheLease) -> None:

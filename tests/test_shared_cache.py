@@ -23,7 +23,7 @@ from mosaic_httpx_auth import (
     TokenRequestError,
 )
 from mosaic_httpx_auth._cache import DEFAULT_LEASE
-from mosaic_httpx_auth._store import CACHE_PAUSE_FIRST, FLEET_POLL_LONGEST
+from mosaic_httpx_auth._store import CACHE_PAUSE_FIRST, FLEET_POLL_LONGEST, FLEET_WAIT_LIMIT
 from mosaic_httpx_auth._telemetry import Telemetry
 
 from .helpers import (
@@ -137,12 +137,20 @@ async def test_a_failed_fetch_ends_its_lease_at_once(mosaic: FakeMosaic, clock: 
     assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
 
 
+class RemoteCache(MemoryTokenCache):
+    """A memory cache whose release awaits, as a call over the network does."""
+
+    async def release(self, key: CacheKey, lease: CacheLease) -> None:
+        await anyio.lowlevel.checkpoint()
+        await super().release(key, lease)
+
+
 async def test_a_fetch_stopped_by_aclose_ends_its_lease(
     mosaic: FakeMosaic, clock: FakeClock
 ) -> None:
-    """Closing a MosaicAuth while its fetch holds the lease ends the lease: no process waits
-    for a fetch that will never store."""
-    cache = MemoryTokenCache(clock=clock)
+    """Closing a MosaicAuth while its fetch holds the lease ends the lease, though the flight
+    is being cancelled: no process waits for a fetch that will never store."""
+    cache = RemoteCache(clock=clock)
     mosaic.gate = anyio.Event()
     auth = mosaic.auth(cache=cache, resource=RISK)
     async with anyio.create_task_group() as tasks:
@@ -233,13 +241,16 @@ async def test_an_outage_is_reported_once_and_the_cache_left_alone_for_a_pause(
     clock.advance(CACHE_PAUSE_FIRST)
     await store.usable_token("r4")
     assert cache.calls == ["claim", "claim"]  # tried again; still down, and not reported again
-    clock.advance(2 * CACHE_PAUSE_FIRST)  # the pause doubled
+    clock.advance(CACHE_PAUSE_FIRST)
+    await store.usable_token("r4b")
+    assert cache.calls == ["claim", "claim"]  # the pause doubled: left alone still
+    clock.advance(CACHE_PAUSE_FIRST)
     cache.failing = False
     await store.usable_token("r5")
     outages = [event for event in events if event.name.startswith("cache")]
     assert [event.name for event in outages] == ["cache_unavailable", "cache_recovered"]
     assert outages[-1].duration == 3 * CACHE_PAUSE_FIRST
-    assert mosaic.token_requests == {"r1": 1, "r2": 1, "r3": 1, "r4": 1, "r5": 1}
+    assert mosaic.token_requests == {"r1": 1, "r2": 1, "r3": 1, "r4": 1, "r4b": 1, "r5": 1}
 
 
 async def test_a_401_storm_discards_the_token_once_not_once_per_request(
@@ -290,3 +301,119 @@ async def test_calls_under_way_when_the_cache_fails_count_as_one_failure(
     await store.usable_token("r5")
     assert cache.calls == ["claim"] * 5  # tried again after the first pause
     assert [event.name for event in events].count("cache_unavailable") == 1
+
+
+async def test_a_fetched_token_is_stored_for_the_fleet_before_it_is_used_here(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """The new token reaches the shared cache before any request carries it: a 401 to it must
+    find it there to discard it, or the revoked token would be stored after the discard."""
+    served_when_stored: list[AccessToken | None] = []
+
+    class Watching(MemoryTokenCache):
+        async def store(
+            self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float
+        ) -> None:
+            served_when_stored.append(store._states.fresh_token(RISK))
+            await super().store(key, token, lease=lease, expires_in=expires_in)
+
+    store = store_on(mosaic, Watching(clock=clock), [])
+    await store.usable_token(RISK)
+    assert served_when_stored == [None]
+
+
+async def test_a_holder_renews_its_lease_while_its_token_request_lasts(mosaic: FakeMosaic) -> None:
+    """A token request slower than the lease does not let the lease lapse: no other process
+    starts a second request while the holder is still waiting for its answer."""
+    cache = MemoryTokenCache(lease=0.3)  # real time: leases lapse in real time
+    mosaic.gate = anyio.Event()
+    auth = mosaic.auth(cache=cache, resource=RISK)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(auth.get_token)
+        await anyio.wait_all_tasks_blocked()  # the holder, at the gate
+        await anyio.sleep(0.9)  # three leases
+        assert await cache.claim(cache_key(RISK), passing_over=None) is None
+        mosaic.gate.set()
+    assert mosaic.token_requests[RISK] == 1
+
+
+class HeldForever(MemoryTokenCache):
+    """A cache whose entry another process holds and never fills."""
+
+    async def claim(
+        self, key: CacheKey, *, passing_over: AccessToken | None
+    ) -> AccessToken | CacheLease | None:
+        return None
+
+
+async def test_a_flight_waits_a_few_leases_at_most_then_fetches_itself(
+    mosaic: FakeMosaic, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lease that is never given up, or a cache that keeps handing back a token passed
+    over, holds a flight up for FLEET_WAIT_LIMIT leases; then it fetches on its own."""
+    sleeps: list[float] = []
+    with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
+        await store_on(mosaic, HeldForever(clock=clock), sleeps).usable_token(RISK)
+    assert mosaic.token_requests[RISK] == 1
+    assert FLEET_WAIT_LIMIT * DEFAULT_LEASE <= sum(sleeps) < FLEET_WAIT_LIMIT * DEFAULT_LEASE + 1
+    assert "gave up waiting 30 s for another process's token" in caplog.text
+
+
+async def test_stores_sharing_a_cache_share_its_outage(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """Several MosaicAuth instances sharing one failing cache pay for one failed call and
+    report one outage between them."""
+    cache = CountingCache(clock)
+    cache.failing = True
+    events: list[AuthEvent] = []
+    for resource in ("r1", "r2", "r3"):
+        await store_on(mosaic, cache, [], telemetry=Telemetry(events.append)).usable_token(resource)
+    assert cache.calls == ["claim"]
+    assert [event.name for event in events].count("cache_unavailable") == 1
+
+
+async def test_a_token_refused_by_many_requests_is_discarded_once(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """Of many 401s to one token, the first drops it and discards it from the shared cache;
+    the others find it already replaced and leave the cache alone."""
+    cache = CountingCache(clock)
+    store = store_on(mosaic, cache, [])
+    token = await store.usable_token(RISK)
+    async with anyio.create_task_group() as tasks:
+        for _ in range(20):
+            tasks.start_soon(store.refused, RISK, token)
+    assert cache.calls.count("discard") == 1
+
+
+class FailingFor(MemoryTokenCache):
+    """A cache whose claims fail for one resource: a blip while other calls go through."""
+
+    def __init__(self, clock: FakeClock, resource: str) -> None:
+        super().__init__(clock=clock)
+        self.failing_resource = resource
+
+    async def claim(
+        self, key: CacheKey, *, passing_over: AccessToken | None
+    ) -> AccessToken | CacheLease | None:
+        if key.resource == self.failing_resource:
+            raise ConnectionError("the cache is down")
+        return await super().claim(key, passing_over=passing_over)
+
+
+async def test_a_pause_leaves_the_lease_holders_store_alone(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """A failure that starts a pause while another flight holds a lease does not keep that
+    flight from storing its token: the fleet, waiting on the lease, gets it."""
+    cache = FailingFor(clock, "r1")
+    store = store_on(mosaic, cache, [])
+    mosaic.gate = anyio.Event()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(store.usable_token, "r2")
+        await anyio.wait_all_tasks_blocked()  # r2 holds its lease, at the gate
+        tasks.start_soon(store.usable_token, "r1")
+        await anyio.wait_all_tasks_blocked()  # r1 failed to claim: the pause began
+        mosaic.gate.set()
+    assert await cached_token(cache, "r2") is not None

@@ -1,0 +1,79 @@
+"""An asyncio event loop on a daemon thread of its own, which callers on any event loop or
+thread hand work to.
+
+Work that must not depend on the caller's loop runs here: a connection kept open belongs to
+one loop, and a timeout measured on a caller's loop busy with a burst of requests would also
+count that loop's other work. The thread starts at first use, and again in a process forked
+after it started: a child inherits no thread, only its memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, TypeVar
+
+from ._completion import Completion
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from concurrent.futures import Future
+
+_T = TypeVar("_T")
+
+
+class LoopThread:
+    """A private event loop on a daemon thread; `run` awaits a coroutine function there."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget(reference))
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The thread's loop, started if need be."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
+                thread.start()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, func: Callable[..., Awaitable[_T]], *args: object) -> Future[_T]:
+        """Start ``func(*args)`` on the thread's loop."""
+        # In a context of its own: the caller's would tell anyio, and the libraries using
+        # it there, that they run on the caller's event loop (trio, say).
+        return contextvars.Context().run(
+            asyncio.run_coroutine_threadsafe, _call(func, *args), self.loop
+        )
+
+    async def run(self, func: Callable[..., Awaitable[_T]], *args: object) -> _T:
+        """``await func(*args)`` on the thread's loop, from any other loop; cancelling the
+        caller cancels it there."""
+        future = self.submit(func, *args)
+        done = Completion()
+        future.add_done_callback(lambda _: done.set())
+        try:
+            await done.wait()
+        finally:
+            future.cancel()
+        return future.result()
+
+
+async def _call(func: Callable[..., Awaitable[_T]], *args: object) -> _T:
+    return await func(*args)
+
+
+def _forget(reference: weakref.ref[LoopThread]) -> None:
+    """In a forked child: the thread is gone, and its lock may have been held by it."""
+    loop_thread = reference()
+    if loop_thread is not None:
+        loop_thread._lock = threading.Lock()
+        loop_thread._loop = None
