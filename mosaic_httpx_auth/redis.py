@@ -163,8 +163,8 @@ class RedisTokenCache:
         """A cache on the Redis server at `url` (``redis://``, ``rediss://`` or ``unix://``),
         through coredis; the other arguments are as for the constructor.
 
-        It connects per use, on whichever event loop asks: Redis is used about once per token
-        lifetime, and a connection kept open would belong to one event loop.
+        Its client lives on an event loop of its own, on a thread of its own, so that it
+        serves every event loop and thread of the process, and a forked child makes its own.
         """
         client = _OwnedClient(url, timeout=timeout)
         return cls(
