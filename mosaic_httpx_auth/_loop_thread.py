@@ -32,6 +32,7 @@ class LoopThread:
         self._name = name
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         reference = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forget(reference))
 
@@ -41,10 +42,19 @@ class LoopThread:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
+                thread = threading.Thread(target=_run, args=(loop,), name=self._name, daemon=True)
                 thread.start()
-                self._loop = loop
+                self._loop, self._thread = loop, thread
             return self._loop
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop (its tasks are cancelled) and wait for the thread, if it started; a
+        later `run` starts another."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
 
     def submit(self, func: Callable[..., Awaitable[_T]], *args: object) -> Future[_T]:
         """Start ``func(*args)`` on the thread's loop."""
@@ -67,6 +77,16 @@ class LoopThread:
         return future.result()
 
 
+def _run(loop: asyncio.AbstractEventLoop) -> None:
+    """The thread: run `loop` until stopped, then cancel what is left and close it."""
+    loop.run_forever()
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.close()
+
+
 async def _call(func: Callable[..., Awaitable[_T]], *args: object) -> _T:
     return await func(*args)
 
@@ -76,4 +96,4 @@ def _forget(reference: weakref.ref[LoopThread]) -> None:
     loop_thread = reference()
     if loop_thread is not None:
         loop_thread._lock = threading.Lock()
-        loop_thread._loop = None
+        loop_thread._loop = loop_thread._thread = None

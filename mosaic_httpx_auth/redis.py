@@ -139,6 +139,7 @@ class RedisTokenCache:
                 raise ConfigurationError(
                     f"{name} must be a positive number of seconds", setting=name
                 )
+        self._client = client
         self._evaluate = _evaluator(client, timeout)
         self._where = str(client) if isinstance(client, _OwnedClient) else type(client).__name__
         self._entries = SealedEntries(prefix=prefix, encryption_key=encryption_key)
@@ -173,6 +174,13 @@ class RedisTokenCache:
 
     def __repr__(self) -> str:
         return f"RedisTokenCache({self._where}, prefix={self._entries.prefix!r})"
+
+    def close(self) -> None:
+        """Close the client and stop the thread that `from_url` made (an application's own
+        client is the application's to close). Make one cache per process and close it when
+        the process is done with Redis: each `from_url` cache holds a connection open."""
+        if isinstance(self._client, _OwnedClient):
+            self._client.close()
 
     async def claim(
         self, key: CacheKey, *, passing_over: AccessToken | None
@@ -274,6 +282,11 @@ class _OwnedClient:
 
     async def eval(self, script: str, keys: list[str], args: list[str]) -> Any:
         return await self._thread.run(self._eval, script, keys, args)
+
+    def close(self) -> None:
+        """Close the client and stop its thread; the next call starts them again."""
+        self._thread.stop()
+        self._opened = None
 
     async def _eval(self, script: str, keys: list[str], args: list[str]) -> Any:
         with anyio.fail_after(self._timeout):

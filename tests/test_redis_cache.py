@@ -624,3 +624,20 @@ os.waitpid(pid, 0)
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout == "child: 2 token requests, 0 outages\n"
+
+
+def redis_threads() -> int:
+    return sum(thread.name == "mosaic-httpx-auth redis" for thread in threading.enumerate())
+
+
+async def test_close_stops_its_thread_and_a_later_call_starts_it_again(redis_url: str) -> None:
+    """close() closes the client from_url made and stops its thread; the cache still works
+    after, on a new one."""
+    cache, token = RedisTokenCache.from_url(redis_url), a_token()
+    await stored(cache, cache_key(RISK), token)
+    running = redis_threads()
+    cache.close()
+    assert redis_threads() == running - 1
+    assert await cache.claim(cache_key(RISK), passing_over=None) == token
+    assert redis_threads() == running
+    cache.close()
