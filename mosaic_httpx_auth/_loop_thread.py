@@ -79,6 +79,7 @@ class LoopThread:
 
 def _run(loop: asyncio.AbstractEventLoop) -> None:
     """The thread: run `loop` until stopped, then cancel what is left and close it."""
+    asyncio.set_event_loop(loop)
     loop.run_forever()
     tasks = asyncio.all_tasks(loop)
     for task in tasks:

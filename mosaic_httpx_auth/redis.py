@@ -51,6 +51,10 @@ DEFAULT_PREFIX = "mosaic-httpx-auth:"
 # Redis answers in well under a millisecond; past this it is down or overloaded, and a token
 # request to Mosaic is the faster way to a token.
 DEFAULT_TIMEOUT = 0.25
+# Opening `from_url`'s client, once per process (or again after Redis failed), may take this
+# long: connecting and the first command also load code and build state, which under load,
+# or a tracing coverage run, takes longer than a command ever should.
+OPEN_TIMEOUT = 1.0
 
 # A value is '<token id>.<sealed token>'; a value without a dot is all id (and opens to nothing).
 # KEYS: token, lease. ARGV: id of a token to pass over ('' for none), lease holder, lease ms.
@@ -238,6 +242,8 @@ class RedisTokenCache:
         """Run `script` within the timeout; any failure is a `TokenCacheError` saying where."""
         try:
             return await self._evaluate(script, keys, args)
+        except TokenCacheError:
+            raise
         except TimeoutError:
             raise TokenCacheError(
                 f"Redis at {self._where} did not answer within {self._timeout} s"
@@ -289,8 +295,14 @@ class _OwnedClient:
         self._opened = None
 
     async def _eval(self, script: str, keys: list[str], args: list[str]) -> Any:
+        try:
+            with anyio.fail_after(OPEN_TIMEOUT):
+                client = await self._client()
+        except TimeoutError:
+            raise TokenCacheError(
+                f"Redis at {self._where} did not answer within {OPEN_TIMEOUT:g} s of connecting"
+            ) from None
         with anyio.fail_after(self._timeout):
-            client = await self._client()
             return await client.eval(script, keys=keys, args=args)
 
     async def _client(self) -> Any:
@@ -306,6 +318,7 @@ class _OwnedClient:
         it); if it fails or closes, the next call opens another."""
         try:
             async with self._new_client() as client:
+                await client.ping()  # the first command pays for connecting, and more
                 opened.set_result(client)
                 await asyncio.Event().wait()
         except Exception as error:

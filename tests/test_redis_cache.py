@@ -386,16 +386,39 @@ def silent_port() -> Iterator[int]:
         connection.close()
 
 
-async def test_a_redis_that_hangs_is_given_up_on_after_the_timeout(silent_port: int) -> None:
-    """Each call is bounded by `timeout`, and fails with a TokenCacheError saying where and
-    how long, without the password in the URL."""
+async def test_a_redis_that_never_answers_is_given_up_on(silent_port: int) -> None:
+    """Connecting to a Redis that accepts and never answers fails within bounds, with a
+    TokenCacheError saying where, without the password in the URL."""
     cache = RedisTokenCache.from_url(f"redis://:hunter2@127.0.0.1:{silent_port}/0", timeout=0.05)
     with anyio.fail_after(5), pytest.raises(TokenCacheError) as raised:
         await cache.claim(cache_key(RISK), passing_over=None)
-    assert str(raised.value) == (
-        f"Redis at redis://127.0.0.1:{silent_port}/0 did not answer within 0.05 s"
-    )
+    assert str(raised.value).startswith(f"Redis at redis://127.0.0.1:{silent_port}/0 ")
     assert "hunter2" not in repr(cache)
+    cache.close()
+
+
+# Keeps the server busy for half a second: no other command is answered meanwhile.
+_BUSY = (
+    "local t = redis.call('TIME') repeat local n = redis.call('TIME') "
+    "until (n[1] - t[1]) * 1000000 + n[2] - t[2] > 500000 return 1"
+)
+
+
+async def test_a_command_slower_than_the_timeout_is_given_up_on(
+    own_redis_server: RedisServer,
+) -> None:
+    """Each command is bounded by `timeout`: a Redis busy for longer fails the call with a
+    TokenCacheError saying how long it waited."""
+    cache = RedisTokenCache.from_url(own_redis_server.url, timeout=0.05)
+    assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
+    busy = threading.Thread(target=own_redis_server.command, args=("EVAL", _BUSY, "0"))
+    busy.start()
+    await anyio.sleep(0.1)  # the script has the server
+    with anyio.fail_after(5), pytest.raises(TokenCacheError) as raised:
+        await cache.claim(cache_key(None), passing_over=None)
+    busy.join()
+    assert str(raised.value) == f"Redis at {own_redis_server.url} did not answer within 0.05 s"
+    cache.close()
 
 
 async def test_an_applications_client_is_given_the_timeout_too(silent_port: int) -> None:
