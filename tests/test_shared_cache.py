@@ -325,15 +325,17 @@ async def test_a_fetched_token_is_stored_for_the_fleet_before_it_is_used_here(
 async def test_a_holder_renews_its_lease_while_its_token_request_lasts(mosaic: FakeMosaic) -> None:
     """A token request slower than the lease does not let the lease lapse: no other process
     starts a second request while the holder is still waiting for its answer."""
-    cache = MemoryTokenCache(lease=0.3)  # real time: leases lapse in real time
+    cache = MemoryTokenCache(lease=0.5)  # real time: leases lapse in real time
     mosaic.gate = anyio.Event()
     auth = mosaic.auth(cache=cache, resource=RISK)
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(auth.get_token)
         await anyio.wait_all_tasks_blocked()  # the holder, at the gate
-        await anyio.sleep(0.9)  # three leases
-        assert await cache.claim(cache_key(RISK), passing_over=None) is None
-        mosaic.gate.set()
+        try:
+            await anyio.sleep(1.25)  # two and a half leases
+            assert await cache.claim(cache_key(RISK), passing_over=None) is None
+        finally:
+            mosaic.gate.set()
     assert mosaic.token_requests[RISK] == 1
 
 
