@@ -17,7 +17,6 @@ too. Tokens are stored encrypted (`_shared_entries`), under names that show no c
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import sys
 from functools import partial
@@ -31,6 +30,7 @@ from ._exceptions import ConfigurationError, TokenCacheError
 from ._loop_thread import LoopThread
 from ._shared_entries import EncryptionKey, SealedEntries, token_id
 from ._tasks import asyncio_loop, current_loop
+from ._telemetry import logger
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     Evaluate = Callable[[str, list[str], list[str]], Awaitable[Any]]
 
 __all__ = ["RedisTokenCache"]
-
-logger = logging.getLogger("mosaic_httpx_auth")
 
 DEFAULT_PREFIX = "mosaic-httpx-auth:"
 # Redis answers in well under a millisecond; past this it is down or overloaded, and a token
