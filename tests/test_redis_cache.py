@@ -225,14 +225,18 @@ async def test_the_default_key_is_derived_from_the_credential(
 async def test_no_part_of_an_encryption_key_is_stored(
     redis_url: str, redis_server: RedisServer
 ) -> None:
-    """A value names its key by an id from which the key cannot be worked back."""
+    """A value names its key by an id from which the key cannot be worked back: neither the
+    dump nor the JWE header it carries shows any form of the key."""
     key = os.urandom(32)
-    await stored(
-        RedisTokenCache.from_url(redis_url, encryption_key=key), cache_key(RISK), a_token()
-    )
+    cache = RedisTokenCache.from_url(redis_url, encryption_key=key)
+    await stored(cache, cache_key(RISK), a_token())
     dump = redis_server.dump()
-    for form in (key, key.hex().encode(), base64.urlsafe_b64encode(key).rstrip(b"=")):
+    sealed = dump.split(b"\n")[-1].decode().partition(".")[2]
+    header = base64.urlsafe_b64decode(sealed.split(".")[0] + "==")
+    forms = (key, key.hex().encode(), base64.urlsafe_b64encode(key).rstrip(b"="))
+    for form in forms:
         assert form[:8] not in dump
+        assert form[:8] not in header
 
 
 async def test_a_value_moved_to_another_entry_does_not_open(

@@ -253,21 +253,6 @@ async def test_an_outage_is_reported_once_and_the_cache_left_alone_for_a_pause(
     assert mosaic.token_requests == {"r1": 1, "r2": 1, "r3": 1, "r4": 1, "r4b": 1, "r5": 1}
 
 
-async def test_a_401_storm_discards_the_token_once_not_once_per_request(
-    mosaic: FakeMosaic, clock: FakeClock
-) -> None:
-    """Many requests refused for one token ask the shared cache to discard it once."""
-    cache = CountingCache(clock)
-    async with mosaic.api_client(mosaic.auth(cache=cache)) as client:
-        await client.get(f"{API}/cis/v1/x")
-        mosaic.revoke_all()
-        async with anyio.create_task_group() as tasks:
-            for _ in range(20):
-                tasks.start_soon(client.get, f"{API}/cis/v1/x")
-    assert cache.calls.count("discard") == 1
-    assert mosaic.token_requests[None] == 2
-
-
 class HangingCache(CountingCache):
     """A cache whose claims hang until `answer` is set, and then fail."""
 
