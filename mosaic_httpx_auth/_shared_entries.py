@@ -3,8 +3,8 @@
 A name is a prefix and a digest of the token URL, client id and resource, keyed with the
 client's credential (`CacheKey.credential`): it shows none of them, and two clients with the
 same id and different credentials never share an entry. (A client authenticated by a TLS
-certificate has no credential in the process: its names are unkeyed digests.) Its two keys (the token and the
-lease) share a Redis Cluster hash tag, so that one script can use both.
+certificate has no credential in the process: its names are unkeyed digests.) Its two keys
+(the token and the lease) share a Redis Cluster hash tag, so that one script can use both.
 
 A value is ``<token id>.<JWE>``. The token id (a truncated SHA-256 of the token) lets a
 script compare and delete the entry holding one token without reading it; the JWE repeats it,
