@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 import time
-from typing import TYPE_CHECKING
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -24,17 +28,23 @@ from ._token_states import TokenStates
 from ._urls import mosaic_urls
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-    from types import TracebackType
-    from typing import Any
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+    from types import ModuleType, TracebackType
+
+    from typing_extensions import Self
 
     from ._client_auth import ClientAuthMethod, PrivateKey
+    from ._loop_thread import LoopThread
     from ._telemetry import AuthStats
     from ._token import AccessToken
 
 
+_T = TypeVar("_T")
+
+
 class MosaicAuth(httpx.Auth):
-    """Authorizes `httpx.AsyncClient` requests to Mosaic APIs with client access tokens.
+    """Authorizes `httpx.AsyncClient` and `httpx.Client` requests to Mosaic APIs with client
+    access tokens.
 
     Tokens are fetched with the client credentials grant, one per resource (audience), cached
     until `leeway` seconds before they expire, refreshed ahead of that, and fetched once
@@ -45,7 +55,10 @@ class MosaicAuth(httpx.Auth):
     Fetches and refreshes run in tasks of the event loop's own: a request that gives up does
     not abandon the fetch it started, and no request waits for a refresh. ``async with auth:``
     (or `aclose()`) closes the token client at the end; one `MosaicAuth` may serve one event
-    loop after another.
+    loop after another. Sync requests (`httpx.Client`, `get_token_sync`) share the same
+    tokens and rules: their fetches run on an event loop thread of the auth's own, which
+    ``with auth:`` (or `close()`) stops. One `MosaicAuth` may serve threads and event loops
+    at once, and a process forked after it was used.
 
     Args:
         client_id: The application's client ID.
@@ -77,7 +90,8 @@ class MosaicAuth(httpx.Auth):
             at once.
         timeout: Seconds each token request may take.
         http_client: The client for token requests. Its owner closes it; without one,
-            `MosaicAuth` opens its own and closes it in `aclose()`.
+            `MosaicAuth` opens its own and closes it in `aclose()`. It belongs to an event
+            loop: a `MosaicAuth` given one serves `httpx.AsyncClient` only.
         cache: A `TokenCache` to share tokens with other `MosaicAuth` instances.
         on_event: Called with an `AuthEvent` for each token fetch, failed attempt, refresh,
             failed refresh and 401 retry: a place to feed metrics or traces.
@@ -86,6 +100,9 @@ class MosaicAuth(httpx.Auth):
 
     requires_request_body = False
     requires_response_body = False
+    # The HTTP library: its clients make the token requests, and its requests are the ones the
+    # flow sees. `mosaic_httpx_auth.httpx2.MosaicAuth` puts httpx2 here.
+    _http: ModuleType = httpx
 
     def __init__(
         self,
@@ -118,9 +135,10 @@ class MosaicAuth(httpx.Auth):
             raise ConfigurationError(
                 f"max_attempts must be 1 or more, not {max_attempts!r}", setting="max_attempts"
             )
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+        if http_client is not None and not isinstance(http_client, self._http.AsyncClient):
             raise ConfigurationError(
-                "http_client must be an httpx.AsyncClient", setting="http_client"
+                f"http_client must be an {self._http.__name__}.AsyncClient",
+                setting="http_client",
             )
         if cache is not None and not isinstance(cache, TokenCache):
             raise ConfigurationError(
@@ -154,6 +172,7 @@ class MosaicAuth(httpx.Auth):
             http_client=http_client,
             clock=clock,
             retry=retry,
+            http=self._http,
         )
         authentication = self._endpoint.client_auth
         if getattr(cache, "needs_credential", False) and authentication.cache_secret is None:
@@ -176,6 +195,11 @@ class MosaicAuth(httpx.Auth):
             clock=clock,
             cache=cache,
         )
+        # Sync requests: the event loop thread their fetches run on, started at the first.
+        self._own_http_client = http_client is None
+        self._loop_thread: LoopThread | None = None
+        self._loop_thread_lock = threading.Lock()
+        _FORKABLE.add(self)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> MosaicAuth:
@@ -206,22 +230,22 @@ class MosaicAuth(httpx.Auth):
             f"client_auth={endpoint.client_auth.method!r}, resource={self._router.default!r})"
         )
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """Set the bearer token, send, and on a 401 to that token retry once with a new one."""
+    def _flow(self, request: httpx.Request) -> Generator[_Step, Any, None]:
+        """The request flow, once for every client: it yields what it needs (a token, a 401
+        to report, a request to send) and is sent the answer. The drivers below do the I/O:
+        awaiting on the caller's event loop, or blocking the caller's thread."""
         if origin(request.url) not in self._api_origins:
             raise foreign_host(request.url)
         resource = self._router.resource_for(request.url)
         token = self._states.fresh_token(resource)
         if token is None:
-            token = await self._usable_token(resource, request)
+            token = yield _TokenNeeded(resource, request)
         else:
             self._telemetry.cache_hits += 1
         request.headers["Authorization"] = token.authorization
         # Asked before sending: some transports read a streamed body into memory as they send
         # it, and the answer must not depend on the transport.
-        replayable = isinstance(request.stream, httpx.ByteStream)
+        replayable = isinstance(request.stream, self._http.ByteStream)
         response = yield request
 
         if response.status_code != 401:
@@ -230,17 +254,55 @@ class MosaicAuth(httpx.Auth):
             return
         if not _carried(response, token):
             return
-        if not await self._store.refused(resource, token) or not replayable:
+        if not (yield _Refused(resource, token)) or not replayable:
             return
         self._telemetry.report(
             AuthEvent("unauthorized_retry", resource, status_code=401),
             f"{request.method} {request.url.copy_with(query=None, username=None, password=None)}",
         )
-        token = await self._usable_token(resource, request)
+        token = yield _TokenNeeded(resource, request)
         request.headers["Authorization"] = token.authorization
         response = yield request
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Set the bearer token, send, and on a 401 to that token retry once with a new one."""
+        flow = self._flow(request)
+        answer: Any = None
+        while True:
+            try:
+                step = flow.send(answer)
+            except StopIteration:
+                return
+            if isinstance(step, _TokenNeeded):
+                answer = await self._usable_token(step.resource, step.request)
+            elif isinstance(step, _Refused):
+                answer = await self._store.refused(step.resource, step.token)
+            else:
+                answer = yield step
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """As `async_auth_flow`, for `httpx.Client`: a thread that needs a token waits for
+        the one fetch under way, which runs on the auth's own event loop thread."""
+        self._require_own_token_client()
+        flow = self._flow(request)
+        answer: Any = None
+        while True:
+            try:
+                step = flow.send(answer)
+            except StopIteration:
+                return
+            if isinstance(step, _TokenNeeded):
+                answer = self._blocking(self._usable_token, step.resource, step.request)
+            elif isinstance(step, _Refused):
+                answer = self._blocking(self._store.refused, step.resource, step.token)
+            else:
+                answer = yield step
 
     async def _usable_token(
         self, resource: str | None, request: httpx.Request | None = None
@@ -251,8 +313,30 @@ class MosaicAuth(httpx.Auth):
         try:
             return await self._store.usable_token(resource)
         except TokenRequestError as error:
-            error.request = request or httpx.Request("POST", self._endpoint.token_url)
+            error.request = request or self._http.Request("POST", self._endpoint.token_url)
             raise
+
+    def _blocking(self, func: Callable[..., Awaitable[_T]], *args: object) -> _T:
+        """``await func(*args)`` on the auth's own event loop thread, blocking this thread
+        until it is done: how sync clients share the async store and its single flight."""
+        self._require_own_token_client()
+        if self._loop_thread is None:
+            from ._loop_thread import LoopThread  # asyncio, which async-only users need not load
+
+            with self._loop_thread_lock:
+                if self._loop_thread is None:
+                    self._loop_thread = LoopThread("mosaic-httpx-auth tokens")
+        return self._loop_thread.submit(func, *args).result()
+
+    def _require_own_token_client(self) -> None:
+        """Sync requests fetch tokens on the auth's own event loop thread, with a client of
+        its own: a caller's `http_client` belongs to the caller's event loop."""
+        if not self._own_http_client:
+            raise UnsupportedClientError(
+                "a MosaicAuth given an http_client serves httpx.AsyncClient only: its token "
+                "requests belong to that client's event loop. For httpx.Client, leave "
+                "http_client out and MosaicAuth makes its token requests itself"
+            )
 
     def _note_acceptance(
         self, response: httpx.Response, resource: str | None, token: AccessToken
@@ -262,21 +346,19 @@ class MosaicAuth(httpx.Auth):
         if _carried(response, token):
             self._states.accepted(resource, token)
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        """Refuse: token fetches are async, so `MosaicAuth` needs an `httpx.AsyncClient`."""
-        raise UnsupportedClientError(
-            "MosaicAuth works with httpx.AsyncClient only; it was used with httpx.Client"
-        )
-
     def resource_for(self, url: httpx.URL | str) -> str | None:
         """The resource whose token a request to `url` carries."""
-        return self._router.resource_for(httpx.URL(url))
+        return self._router.resource_for(self._http.URL(url))
 
     async def get_token(self, resource: str | None = None) -> AccessToken:
         """A usable token for `resource` (None: the default resource), fetched if need be."""
         return await self._usable_token(self._router.default if resource is None else resource)
+
+    def get_token_sync(self, resource: str | None = None) -> AccessToken:
+        """`get_token` for sync code: blocks this thread until a token is there."""
+        resource = self._router.default if resource is None else resource
+        token = self._states.fresh_token(resource)
+        return token or self._blocking(self._usable_token, resource)
 
     def stats(self) -> AuthStats:
         """Counters of token requests, errors, 401 retries, cache hits and refreshes."""
@@ -287,7 +369,29 @@ class MosaicAuth(httpx.Auth):
         unless the caller owns it."""
         await self._store.aclose()
 
-    async def __aenter__(self) -> MosaicAuth:
+    def close(self) -> None:
+        """For sync code: stop the auth's own event loop thread, its fetches and its token
+        client, if sync requests started them. A later sync request starts them again."""
+        loop_thread = self._loop_thread
+        if loop_thread is not None:
+            with contextlib.suppress(RuntimeError):  # already stopped
+                loop_thread.submit(self._store.aclose).result()
+            loop_thread.stop()
+
+    def __enter__(self) -> Self:
+        """Nothing to start; the block calls `close()` on exit."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the auth's own event loop thread, if sync requests started it."""
+        self.close()
+
+    async def __aenter__(self) -> Self:
         """Nothing to start: tokens are fetched and refreshed in tasks of the event loop's own.
         The block closes the token client on exit."""
         return self
@@ -310,6 +414,39 @@ def _seconds(name: str, value: float, *, positive: bool = False) -> float:
         bound = "more than zero" if positive else "zero or more"
         raise ConfigurationError(f"{name} must be {bound} seconds, not {value!r}", setting=name)
     return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenNeeded:
+    """The flow needs a usable token for `resource`, for `request`."""
+
+    resource: str | None
+    request: httpx.Request
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """An API answered 401 to `token`: the flow asks whether to retry with a new one."""
+
+    resource: str | None
+    token: AccessToken
+
+
+_Step = _TokenNeeded | _Refused | httpx.Request
+
+
+# Every MosaicAuth, for `_after_fork`: one hook for them all, not one per instance.
+_FORKABLE: weakref.WeakSet[MosaicAuth] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child: the parent's fetches, threads and locks did not come along."""
+    for auth in list(_FORKABLE):
+        auth._states.after_fork()
+        auth._loop_thread_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _carried(response: httpx.Response, token: AccessToken) -> bool:

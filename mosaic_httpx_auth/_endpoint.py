@@ -22,6 +22,7 @@ from ._token import AccessToken, unverified_claims
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
+    from types import ModuleType
 
     from ._client_auth import ClientAuthentication
 
@@ -47,12 +48,14 @@ class TokenEndpoint:
         http_client: httpx.AsyncClient | None,
         clock: Callable[[], float],
         retry: RetryPolicy | None = None,
+        http: ModuleType = httpx,
     ) -> None:
         self.token_url = token_url
         self.client_auth = client_auth
         self.client_id = client_auth.client_id
         self.retry = retry or RetryPolicy()
         self._http_client = http_client
+        self._http = http
         self._own_clients: RunVar[httpx.AsyncClient | None] = RunVar("token client", None)
         self._clock = clock
 
@@ -86,13 +89,13 @@ class TokenEndpoint:
                     body = await _read_bounded(response, resource)
         except TokenRequestError:
             raise  # the body was refused: already said
-        except (TimeoutError, httpx.TimeoutException) as exc:
+        except (TimeoutError, self._http.TimeoutException) as exc:
             raise TokenRequestError(
                 f"the token endpoint {self.token_url} did not answer within {timeout:g} s, "
                 f"asked for a token {for_resource(resource)}",
                 resource=resource,
             ) from exc
-        except httpx.HTTPError as exc:
+        except self._http.HTTPError as exc:
             raise TokenRequestError(
                 f"could not reach the token endpoint {self.token_url} to ask for a token "
                 # The transport's own words are redacted like the server's: they are not ours.
@@ -120,7 +123,7 @@ class TokenEndpoint:
         if client is None:
             # A new client loads the CA bundle into an SSL context, tens of milliseconds of
             # work that would stall every request on the event loop: do it on a thread.
-            client = await anyio.to_thread.run_sync(_own_client)
+            client = await anyio.to_thread.run_sync(_own_client, self._http)
             opened_meanwhile = self._own_clients.get()
             if opened_meanwhile is not None:
                 await client.aclose()
@@ -169,10 +172,11 @@ def _unreachable_because(error: httpx.HTTPError) -> str:
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
-def _own_client() -> httpx.AsyncClient:
+def _own_client(http: ModuleType) -> httpx.AsyncClient:
     """A token client that keeps no idle connection: tokens are fetched about once an hour, and
     a connection left open would belong to an event loop that may be gone by the next fetch."""
-    return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
+    client: httpx.AsyncClient = http.AsyncClient(limits=http.Limits(max_keepalive_connections=0))
+    return client
 
 
 async def _read_bounded(response: httpx.Response, resource: str | None) -> bytes:

@@ -33,8 +33,7 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        reference = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _forget(reference))
+        _FORKABLE.add(self)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -92,9 +91,15 @@ async def _call(func: Callable[..., Awaitable[_T]], *args: object) -> _T:
     return await func(*args)
 
 
-def _forget(reference: weakref.ref[LoopThread]) -> None:
-    """In a forked child: the thread is gone, and its lock may have been held by it."""
-    loop_thread = reference()
-    if loop_thread is not None:
+# Every LoopThread, for `_forget_threads`: one fork hook for them all.
+_FORKABLE: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _forget_threads() -> None:
+    """In a forked child: the threads are gone, and their locks may have been held."""
+    for loop_thread in list(_FORKABLE):
         loop_thread._lock = threading.Lock()
         loop_thread._loop = loop_thread._thread = None
+
+
+os.register_at_fork(after_in_child=_forget_threads)

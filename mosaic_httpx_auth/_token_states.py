@@ -355,6 +355,13 @@ class TokenStates:
                 if record.flight is not None and record.flight.owner is owner
             ]
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the flights under way (their event loops and threads
+        stayed in the parent), and replace a lock another thread may have held."""
+        self._lock = threading.Lock()
+        for record in self._records.values():
+            record.flight = None
+
     def expires_in(self, resource: str | None) -> float:
         """Seconds until `resource`'s token stops being served (negative once it has)."""
         record = self._records.get(resource)

@@ -366,12 +366,15 @@ async def test_a_failed_token_request_means_the_request_is_not_sent(mosaic: Fake
     assert mosaic.token_requests[None] == 2
 
 
-def test_sync_client_gets_a_clear_error(mosaic: FakeMosaic) -> None:
-    """Used with httpx.Client, MosaicAuth says to use httpx.AsyncClient."""
+def test_a_sync_client_with_the_callers_token_client_gets_a_clear_error(
+    mosaic: FakeMosaic,
+) -> None:
+    """Used with httpx.Client while given an http_client (which belongs to an event loop),
+    MosaicAuth says to leave http_client out."""
     transport = httpx.MockTransport(lambda request: httpx.Response(200))
     with (
         httpx.Client(auth=mosaic.auth(), transport=transport) as client,
-        pytest.raises(UnsupportedClientError, match=r"httpx\.AsyncClient"),
+        pytest.raises(UnsupportedClientError, match=r"httpx\.AsyncClient only"),
     ):
         client.get(f"{API}/cis/v1/users")
 

@@ -83,6 +83,7 @@ async def test_client_secret_basic_sends_urlencoded_credentials_in_a_header() ->
         (RSA.private_key_pem.decode(), {"signing_algorithm": "PS256"}, "PS256", RSA.key_id),
         (EC.private_key_pem, {"key_id": "chosen"}, "ES256", "chosen"),
     ],
+    ids=["RS256", "PS256", "ES256"],  # stable: the keys are made per run
 )
 async def test_private_key_jwt_sends_a_fresh_signed_assertion(
     key: bytes | str, options: dict[str, Any], algorithm: str, kid: str

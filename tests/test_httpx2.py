@@ -1,0 +1,140 @@
+"""`mosaic_httpx_auth.httpx2.MosaicAuth` with httpx2's clients, over real sockets on
+127.0.0.1: a representative part of the promises, async and sync, and token requests that go
+out through httpx2."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+httpx2 = pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11")
+
+from mosaic_httpx_auth import ConfigurationError, TokenRequestError  # noqa: E402
+from mosaic_httpx_auth.httpx2 import MosaicAuth  # noqa: E402
+
+from .helpers import RISK, FakeClock  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient
+
+pytestmark = pytest.mark.anyio
+
+RECOMMENDATION = "/risk/v1/action/recommendation"
+
+
+@pytest.fixture
+def client(emulator: MosaicEmulator) -> RegisteredClient:
+    return emulator.register_client(resources=[RISK])
+
+
+@pytest.fixture
+def mosaic_url(emulator: MosaicEmulator) -> Iterator[str]:
+    """The emulator, served on 127.0.0.1."""
+    with emulator.serve() as url:
+        yield url
+
+
+@pytest.fixture
+def auth(client: RegisteredClient, mosaic_url: str, clock: FakeClock) -> Iterator[MosaicAuth]:
+    with MosaicAuth(
+        client.client_id,
+        client.client_secret,
+        base_url=mosaic_url,
+        token_url=f"{mosaic_url}/oidc/token",
+        resource=RISK,
+        clock=clock,
+    ) as auth:
+        yield auth
+
+
+async def test_an_async_burst_makes_one_token_request_through_httpx2(
+    auth: MosaicAuth, mosaic_url: str, emulator: MosaicEmulator
+) -> None:
+    """httpx2.AsyncClient requests at once share one token, requested with httpx2."""
+    statuses: list[int] = []
+    async with httpx2.AsyncClient(auth=auth, base_url=mosaic_url) as http:
+
+        async def call() -> None:
+            statuses.append((await http.post(RECOMMENDATION)).status_code)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(20):
+                tasks.start_soon(call)
+    assert statuses == [200] * 20
+    assert emulator.token_requests == {RISK: 1}
+    assert isinstance(await auth._endpoint._client(), httpx2.AsyncClient)
+    await auth.aclose()
+
+
+async def test_a_revoked_token_is_replaced_once(
+    auth: MosaicAuth, mosaic_url: str, emulator: MosaicEmulator
+) -> None:
+    """A 401 to a revoked token is retried once with a new one, as with httpx."""
+    async with httpx2.AsyncClient(auth=auth, base_url=mosaic_url) as http:
+        assert (await http.post(RECOMMENDATION)).status_code == 200
+        emulator.revoke_tokens()
+        assert (await http.post(RECOMMENDATION, json={"a": 1})).status_code == 200
+    assert emulator.token_requests == {RISK: 2}
+    assert auth.stats().unauthorized_retries == 1
+    await auth.aclose()
+
+
+def test_sync_threads_on_a_cold_cache_make_one_token_request(
+    auth: MosaicAuth, mosaic_url: str, emulator: MosaicEmulator
+) -> None:
+    """httpx2.Client in 20 threads at once, cold, shares one token request."""
+    start = threading.Barrier(20)
+
+    def call(_: object) -> int:
+        with httpx2.Client(auth=auth, base_url=mosaic_url) as http:
+            start.wait()
+            return int(http.post(RECOMMENDATION).status_code)
+
+    with ThreadPoolExecutor(20) as pool:
+        assert list(pool.map(call, range(20))) == [200] * 20
+    assert emulator.token_requests == {RISK: 1}
+
+
+def test_a_streamed_body_is_not_sent_again(
+    auth: MosaicAuth, mosaic_url: str, emulator: MosaicEmulator
+) -> None:
+    """A 401 to a request whose body was streamed returns the 401: the body cannot be sent
+    twice. (The flow asks httpx2's own ByteStream, not httpx's.)"""
+    with httpx2.Client(auth=auth, base_url=mosaic_url) as http:
+        assert http.post(RECOMMENDATION).status_code == 200
+        emulator.revoke_tokens()
+        streamed = http.post(RECOMMENDATION, content=iter([b"{}"]))
+        assert streamed.status_code == 401
+        assert http.post(RECOMMENDATION, content=b"{}").status_code == 200
+
+
+def test_a_refused_fetch_raises_token_request_error(
+    client: RegisteredClient, mosaic_url: str, clock: FakeClock
+) -> None:
+    """A token the endpoint refuses is a TokenRequestError naming the httpx2 request."""
+    auth = MosaicAuth(
+        client.client_id,
+        "not-the-secret",
+        base_url=mosaic_url,
+        token_url=f"{mosaic_url}/oidc/token",
+        resource=RISK,
+        clock=clock,
+    )
+    with auth, httpx2.Client(auth=auth, base_url=mosaic_url) as http:
+        with pytest.raises(TokenRequestError) as raised:
+            http.post(RECOMMENDATION)
+        assert isinstance(raised.value.request, httpx2.Request)
+
+
+def test_http_client_must_be_an_httpx2_client() -> None:
+    """The token client of the httpx2 auth is an httpx2.AsyncClient, not an httpx one."""
+    import httpx
+
+    with pytest.raises(ConfigurationError, match=r"httpx2\.AsyncClient"):
+        MosaicAuth("id", "secret", http_client=httpx.AsyncClient())
