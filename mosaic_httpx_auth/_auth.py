@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -21,6 +23,7 @@ from ._exceptions import ConfigurationError, TokenRequestError, UnsupportedClien
 from ._retry import RetryPolicy
 from ._routing import ResourceRouter
 from ._security import api_origins, foreign_host, origin
+from ._services import for_resource
 from ._store import TokenStore
 from ._tasks import loop_alive
 from ._telemetry import AuthEvent, Telemetry
@@ -320,13 +323,29 @@ class MosaicAuth(httpx.Auth):
         """``await func(*args)`` on the auth's own event loop thread, blocking this thread
         until it is done: how sync clients share the async store and its single flight."""
         self._require_own_token_client()
+        if _running_event_loop():
+            # Blocking an event loop's thread would stop the loop, and with it any fetch it
+            # runs that this call would wait for: a deadlock, not a slow request.
+            raise UnsupportedClientError(
+                "a sync request that needs a token was made on an event loop's thread: "
+                "use httpx.AsyncClient there (or get_token), or make it in a worker thread"
+            )
         if self._loop_thread is None:
             from ._loop_thread import LoopThread  # asyncio, which async-only users need not load
 
             with self._loop_thread_lock:
                 if self._loop_thread is None:
                     self._loop_thread = LoopThread("mosaic-httpx-auth tokens")
-        return self._loop_thread.submit(func, *args).result()
+                    # An auth dropped without close() takes its thread with it.
+                    weakref.finalize(self, self._loop_thread.stop)
+        try:
+            return self._loop_thread.submit(func, *args).result()
+        except (concurrent.futures.CancelledError, RuntimeError) as error:
+            resource = args[0] if args and isinstance(args[0], str | None) else None
+            raise TokenRequestError(
+                f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth was closed",
+                resource=resource,
+            ) from error
 
     def _require_own_token_client(self) -> None:
         """Sync requests fetch tokens on the auth's own event loop thread, with a client of
@@ -374,8 +393,9 @@ class MosaicAuth(httpx.Auth):
         client, if sync requests started them. A later sync request starts them again."""
         loop_thread = self._loop_thread
         if loop_thread is not None:
-            with contextlib.suppress(RuntimeError):  # already stopped
-                loop_thread.submit(self._store.aclose).result()
+            if not loop_thread.is_current():  # from its own thread (a hook), stop it only
+                with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):
+                    loop_thread.submit(self._store.aclose).result()
             loop_thread.stop()
 
     def __enter__(self) -> Self:
@@ -447,6 +467,20 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+def _running_event_loop() -> bool:
+    """Whether this thread is running an event loop (asyncio's, or trio's)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return True
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
 
 
 def _carried(response: httpx.Response, token: AccessToken) -> bool:

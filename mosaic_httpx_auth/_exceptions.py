@@ -39,7 +39,8 @@ class InsecureTransportError(ConfigurationError):
 
 
 class UnsupportedClientError(MosaicAuthError, TypeError):
-    """Raised when `MosaicAuth` is used with a client it does not support yet."""
+    """Raised when a sync request needs a token where it cannot wait for one: with an
+    `http_client` given (it belongs to an event loop), or on an event loop's thread."""
 
 
 class TokenCacheError(MosaicAuthError):

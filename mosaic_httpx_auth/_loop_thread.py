@@ -53,7 +53,12 @@ class LoopThread:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is not None and thread is not None:
             loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on this loop's thread."""
+        return self._thread is threading.current_thread()
 
     def submit(self, func: Callable[..., Awaitable[_T]], *args: object) -> Future[_T]:
         """Start ``func(*args)`` on the thread's loop."""
@@ -80,6 +85,8 @@ def _run(loop: asyncio.AbstractEventLoop) -> None:
     """The thread: run `loop` until stopped, then cancel what is left and close it."""
     asyncio.set_event_loop(loop)
     loop.run_forever()
+    # Calls handed over as it stopped become tasks now, and are cancelled with the rest.
+    loop.run_until_complete(asyncio.sleep(0))
     tasks = asyncio.all_tasks(loop)
     for task in tasks:
         task.cancel()

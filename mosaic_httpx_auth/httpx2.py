@@ -15,7 +15,13 @@ extra, on Python 3.11 or later::
 
 from __future__ import annotations
 
-import httpx2
+try:
+    import httpx2
+except ImportError as error:  # pragma: no cover - Python 3.10, or the extra not installed
+    raise ImportError(
+        "mosaic_httpx_auth.httpx2 needs httpx2, which needs Python 3.11 or later: "
+        "pip install 'mosaic-httpx-auth[httpx2]'"
+    ) from error
 
 from . import _auth
 

@@ -8,10 +8,12 @@ thread, the one place the async store's rules are driven from for every sync cal
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -262,6 +264,12 @@ auth = MosaicAuth(os.environ["CLIENT_ID"], os.environ["CLIENT_SECRET"], base_url
 auth.get_token_sync({RISK!r})
 busy = threading.Thread(target=lambda: [auth.get_token_sync({RISK!r}) for _ in range(3000)])
 busy.start()
+# A fetch under way at the fork: the parent's, held 0.5 s by the emulator.
+fetching = threading.Thread(target=auth.get_token_sync, args=({VERIFY!r},))
+fetching.start()
+while sum(1 for t in threading.enumerate() if t.name == "mosaic-httpx-auth tokens") == 0:
+    pass
+import time; time.sleep(0.2)
 pid = os.fork()
 if pid == 0:
     with httpx.Client(auth=auth, base_url=url) as http:
@@ -275,10 +283,12 @@ if pid == 0:
     print(risk, verify, asyncio.run(identity()), flush=True)
     os._exit(0)
 busy.join()
+fetching.join()
 _, status = os.waitpid(pid, 0)
 print("child exit", os.waitstatus_to_exitcode(status), flush=True)
 """
     with emulator.serve() as url:
+        emulator.delay_next_token_requests(0.5, count=2)  # the second: the fetch under way
         environment = {
             **os.environ,
             "MOSAIC_URL": url,
@@ -330,3 +340,111 @@ def test_sync_clients_share_tokens_through_a_redis_cache(
         for auth in auths:
             auth.close()
         cache.close()
+
+
+@pytest.mark.anyio
+async def test_a_sync_request_on_an_event_loops_thread_is_refused_not_deadlocked(
+    auth: MosaicAuth,
+) -> None:
+    """Blocking an event loop's thread for a token could wait on a fetch that loop runs: a
+    sync request needing a token there raises UnsupportedClientError at once."""
+    with pytest.raises(UnsupportedClientError, match="on an event loop's thread"):
+        auth.get_token_sync()
+
+
+def test_a_hook_on_the_auths_own_thread_cannot_deadlock_it(
+    client: RegisteredClient, mosaic_url: str, clock: FakeClock
+) -> None:
+    """An on_event hook runs on the auth's event loop thread for sync fetches: a sync call
+    from there fails at once instead of waiting on itself, and close() from there returns."""
+    seen: list[BaseException] = []
+
+    def hook(event: object) -> None:
+        try:
+            hooked.get_token_sync()
+        except Exception as error:
+            seen.append(error)
+
+    hooked = MosaicAuth(
+        client.client_id,
+        client.client_secret,
+        base_url=mosaic_url,
+        token_url=f"{mosaic_url}/oidc/token",
+        resource=RISK,
+        clock=clock,
+        on_event=hook,
+    )
+    with hooked:
+        hooked.get_token_sync()
+    assert [type(error) for error in seen] == [UnsupportedClientError]
+
+
+def test_closing_while_threads_wait_fails_them_with_a_token_request_error(
+    auth: MosaicAuth, emulator: MosaicEmulator
+) -> None:
+    """Threads waiting for a fetch when the auth is closed get a TokenRequestError that says
+    so, an error callers already handle, not a CancelledError."""
+    emulator.delay_next_token_requests(1.0)
+    errors: list[BaseException] = []
+
+    def wait_for_a_token() -> None:
+        try:
+            auth.get_token_sync()
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=wait_for_a_token) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    while auth._loop_thread is None or not emulator.token_requests:
+        time.sleep(0.01)
+    auth.close()
+    for thread in threads:
+        thread.join(5)
+    assert len(errors) == 5
+    assert all(isinstance(error, TokenRequestError) for error in errors)
+    assert all("closed" in str(error) for error in errors)
+
+
+def test_an_auth_dropped_without_close_takes_its_thread_with_it(
+    client: RegisteredClient, mosaic_url: str, clock: FakeClock
+) -> None:
+    """The event loop thread of a MosaicAuth nobody holds any more is stopped."""
+
+    def running() -> int:
+        return sum(t.name == "mosaic-httpx-auth tokens" for t in threading.enumerate())
+
+    before = running()
+    auth = MosaicAuth(
+        client.client_id,
+        client.client_secret,
+        base_url=mosaic_url,
+        token_url=f"{mosaic_url}/oidc/token",
+        resource=RISK,
+        clock=clock,
+    )
+    auth.get_token_sync()
+    assert running() == before + 1
+    del auth
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while running() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert running() == before
+
+
+def test_get_token_sync_fetches_the_resource_it_is_given(
+    emulator: MosaicEmulator, mosaic_url: str, clock: FakeClock
+) -> None:
+    """`get_token_sync(resource)` returns a token for that resource, not the default's."""
+    app = emulator.register_client(resources=[RISK, VERIFY])
+    with MosaicAuth(
+        app.client_id,
+        app.client_secret,
+        base_url=mosaic_url,
+        token_url=f"{mosaic_url}/oidc/token",
+        resource=RISK,
+        clock=clock,
+    ) as auth:
+        assert auth.get_token_sync(VERIFY).claims["aud"] == VERIFY
+        assert auth.get_token_sync().claims["aud"] == RISK
