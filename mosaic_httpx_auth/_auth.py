@@ -301,7 +301,7 @@ class MosaicAuth(httpx.Auth):
             except StopIteration:
                 return
             if isinstance(step, _TokenNeeded):
-                answer = self._blocking(self._usable_token, step.resource, step.request)
+                answer = self._sync_token(step.resource, step.request)
             elif isinstance(step, _Refused):
                 answer = self._blocking(self._store.refused, step.resource, step.token)
             else:
@@ -319,10 +319,22 @@ class MosaicAuth(httpx.Auth):
             error.request = request or self._http.Request("POST", self._endpoint.token_url)
             raise
 
+    def _sync_token(
+        self, resource: str | None, request: httpx.Request | None = None
+    ) -> AccessToken:
+        """A usable token for a sync caller: one still usable is served at once, as the async
+        path does, its refresh started if due; else this thread waits for the fetch."""
+        token, refresh_due = self._states.served_token(resource)
+        if token is None:
+            return self._blocking(self._usable_token, resource, request)
+        if refresh_due:
+            # Started on the auth's thread, not waited for: the first there starts it.
+            self._loop_thread_for_sync().submit(self._usable_token, resource)
+        return token
+
     def _blocking(self, func: Callable[..., Awaitable[_T]], *args: object) -> _T:
         """``await func(*args)`` on the auth's own event loop thread, blocking this thread
         until it is done: how sync clients share the async store and its single flight."""
-        self._require_own_token_client()
         if _running_event_loop():
             # Blocking an event loop's thread would stop the loop, and with it any fetch it
             # runs that this call would wait for: a deadlock, not a slow request.
@@ -330,6 +342,19 @@ class MosaicAuth(httpx.Auth):
                 "a sync request that needs a token was made on an event loop's thread: "
                 "use httpx.AsyncClient there (or get_token), or make it in a worker thread"
             )
+        loop_thread = self._loop_thread_for_sync()
+        try:
+            return loop_thread.submit(func, *args).result()
+        except (concurrent.futures.CancelledError, RuntimeError) as error:
+            resource = args[0] if args and isinstance(args[0], str | None) else None
+            raise TokenRequestError(
+                f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth was closed",
+                resource=resource,
+            ) from error
+
+    def _loop_thread_for_sync(self) -> LoopThread:
+        """The auth's own event loop thread, made at the first sync call that needs it."""
+        self._require_own_token_client()
         if self._loop_thread is None:
             from ._loop_thread import LoopThread  # asyncio, which async-only users need not load
 
@@ -338,14 +363,7 @@ class MosaicAuth(httpx.Auth):
                     self._loop_thread = LoopThread("mosaic-httpx-auth tokens")
                     # An auth dropped without close() takes its thread with it.
                     weakref.finalize(self, self._loop_thread.stop)
-        try:
-            return self._loop_thread.submit(func, *args).result()
-        except (concurrent.futures.CancelledError, RuntimeError) as error:
-            resource = args[0] if args and isinstance(args[0], str | None) else None
-            raise TokenRequestError(
-                f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth was closed",
-                resource=resource,
-            ) from error
+        return self._loop_thread
 
     def _require_own_token_client(self) -> None:
         """Sync requests fetch tokens on the auth's own event loop thread, with a client of
@@ -375,9 +393,7 @@ class MosaicAuth(httpx.Auth):
 
     def get_token_sync(self, resource: str | None = None) -> AccessToken:
         """`get_token` for sync code: blocks this thread until a token is there."""
-        resource = self._router.default if resource is None else resource
-        token = self._states.fresh_token(resource)
-        return token or self._blocking(self._usable_token, resource)
+        return self._sync_token(self._router.default if resource is None else resource)
 
     def stats(self) -> AuthStats:
         """Counters of token requests, errors, 401 retries, cache hits and refreshes."""

@@ -209,6 +209,17 @@ class TokenStates:
         entry = record.entry
         return entry.token if self._clock() < entry.refresh_at else None
 
+    def served_token(self, resource: str | None) -> tuple[AccessToken | None, bool]:
+        """The usable token for `resource`, if any, and whether a refresh is due (STALE), with
+        no lock: how a sync caller is served a stale token without waiting for anything."""
+        record = self._records.get(resource)
+        if record is None:
+            return None, False
+        now, entry = self._clock(), record.entry
+        if now >= entry.usable_until:
+            return None, False
+        return entry.token, record.phase(now) is Phase.STALE
+
     def phase(self, resource: str | None) -> Phase:
         """The phase `resource`'s token is in now."""
         record = self._records.get(resource)

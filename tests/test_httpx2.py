@@ -4,6 +4,7 @@ out through httpx2."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -138,3 +139,15 @@ def test_http_client_must_be_an_httpx2_client() -> None:
 
     with pytest.raises(ConfigurationError, match=r"httpx2\.AsyncClient"):
         MosaicAuth("id", "secret", http_client=httpx.AsyncClient())
+
+
+def test_an_unreachable_token_endpoint_is_retried_and_named(clock: FakeClock) -> None:
+    """httpx2's own transport errors are a TokenRequestError too, retried like httpx's."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with MosaicAuth("id", "secret", base_url=url, backoff=0, clock=clock) as auth:
+        with pytest.raises(TokenRequestError, match="the connection was refused"):
+            auth.get_token_sync()
+        assert auth.stats().token_requests == 3

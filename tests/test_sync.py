@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -448,3 +448,29 @@ def test_get_token_sync_fetches_the_resource_it_is_given(
     ) as auth:
         assert auth.get_token_sync(VERIFY).claims["aud"] == VERIFY
         assert auth.get_token_sync().claims["aud"] == RISK
+
+
+def test_a_usable_token_is_served_without_a_hop_while_its_refresh_fails(
+    auth: MosaicAuth, emulator: MosaicEmulator, clock: FakeClock
+) -> None:
+    """A stale token starts one refresh; while that refresh has failed and rests, sync callers
+    are served the still-usable token on their own thread, as async callers are."""
+    first = auth.get_token_sync()
+    clock.advance(3600 - 60 - 300)
+    emulator.fail_next_token_requests(status=503)
+    assert auth.get_token_sync() == first  # stale: served, and its refresh started
+    loop_thread = auth._loop_thread
+    assert loop_thread is not None
+    deadline = time.monotonic() + 5
+    while auth.stats().stale_served == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    hops: list[object] = []
+    submit = loop_thread.submit
+
+    def counted(*args: Any) -> Any:
+        hops.append(args)
+        return submit(*args)
+
+    loop_thread.submit = counted  # type: ignore[method-assign,assignment]
+    assert {auth.get_token_sync() for _ in range(100)} == {first}
+    assert hops == []
