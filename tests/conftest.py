@@ -6,13 +6,15 @@ import pytest
 
 from mosaic_httpx_auth.testing import MosaicEmulator
 
-from .helpers import FakeClock, FakeMosaic
+from .helpers import RISK, FakeClock, FakeMosaic
 from .redis_server import RedisServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from joserfc.jwk import RSAKey
+
+    from mosaic_httpx_auth.testing import RegisteredClient
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -37,6 +39,19 @@ def mosaic(clock: FakeClock) -> FakeMosaic:
 def emulator(clock: FakeClock, mosaic_signing_key: RSAKey) -> MosaicEmulator:
     """A Mosaic emulator on `clock`, signing with the session's key."""
     return MosaicEmulator(clock=clock, signing_key=mosaic_signing_key)
+
+
+@pytest.fixture
+def client(emulator: MosaicEmulator) -> RegisteredClient:
+    """An app registered with `emulator`, allowed the risk resource."""
+    return emulator.register_client(resources=[RISK])
+
+
+@pytest.fixture
+def mosaic_url(emulator: MosaicEmulator) -> Iterator[str]:
+    """`emulator`, served on 127.0.0.1."""
+    with emulator.serve() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -34,11 +34,6 @@ def emulator() -> MosaicEmulator:
 
 
 @pytest.fixture
-def client(emulator: MosaicEmulator) -> RegisteredClient:
-    return emulator.register_client(resources=[RISK])
-
-
-@pytest.fixture
 def base_url(emulator: MosaicEmulator) -> Iterator[str]:
     with emulator.serve() as url:
         yield url

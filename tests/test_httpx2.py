@@ -30,18 +30,6 @@ RECOMMENDATION = "/risk/v1/action/recommendation"
 
 
 @pytest.fixture
-def client(emulator: MosaicEmulator) -> RegisteredClient:
-    return emulator.register_client(resources=[RISK])
-
-
-@pytest.fixture
-def mosaic_url(emulator: MosaicEmulator) -> Iterator[str]:
-    """The emulator, served on 127.0.0.1."""
-    with emulator.serve() as url:
-        yield url
-
-
-@pytest.fixture
 def auth(client: RegisteredClient, mosaic_url: str, clock: FakeClock) -> Iterator[MosaicAuth]:
     with MosaicAuth(
         client.client_id,

@@ -43,11 +43,6 @@ pytestmark = pytest.mark.anyio
 API = "https://api.transmitsecurity.io"
 
 
-@pytest.fixture
-def client(emulator: MosaicEmulator) -> RegisteredClient:
-    return emulator.register_client(resources=[RISK])
-
-
 class Sleeps:
     """Stands in for anyio.sleep: records each wait and returns at once."""
 

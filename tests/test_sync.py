@@ -39,30 +39,28 @@ WORKERS = 50
 
 
 @pytest.fixture
-def client(emulator: MosaicEmulator) -> RegisteredClient:
-    return emulator.register_client(resources=[RISK])
-
-
-@pytest.fixture
-def mosaic_url(emulator: MosaicEmulator) -> Iterator[str]:
-    """The emulator, served on 127.0.0.1."""
-    with emulator.serve() as url:
-        yield url
-
-
-@pytest.fixture
 def auth(client: RegisteredClient, mosaic_url: str, clock: FakeClock) -> Iterator[MosaicAuth]:
     """A MosaicAuth for the served emulator's risk API, on the fake clock; closed after."""
-    with MosaicAuth(
+    with served_auth(
+        mosaic_url,
         client.client_id,
         client.client_secret,
-        base_url=mosaic_url,
-        token_url=f"{mosaic_url}/oidc/token",
         resource=RISK,
         clock=clock,
         backoff=0,
     ) as auth:
         yield auth
+
+
+def served_auth(mosaic_url: str, client_id: str, client_secret: str, **options: Any) -> MosaicAuth:
+    """A MosaicAuth whose token requests and API calls go to the served emulator."""
+    return MosaicAuth(
+        client_id,
+        client_secret,
+        base_url=mosaic_url,
+        token_url=f"{mosaic_url}/oidc/token",
+        **options,
+    )
 
 
 def risk_call(auth: MosaicAuth, mosaic_url: str) -> Callable[[object], int]:
@@ -133,11 +131,10 @@ def test_every_thread_gets_an_error_of_its_own(
     """A refused fetch fails every waiting thread with a TokenRequestError of its own, after
     one token request."""
     emulator.delay_next_token_requests(0.5)  # every thread joins the fetch before it fails
-    with MosaicAuth(
+    with served_auth(
+        mosaic_url,
         client.client_id,
         "not-the-secret",
-        base_url=mosaic_url,
-        token_url=f"{mosaic_url}/oidc/token",
         resource=RISK,
         clock=clock,
     ) as auth:
@@ -236,11 +233,10 @@ def test_an_http_client_of_the_callers_serves_async_clients_only(
 ) -> None:
     """Given an httpx.AsyncClient for its token requests, MosaicAuth refuses sync use with an
     UnsupportedClientError that says why: that client belongs to another event loop."""
-    auth = MosaicAuth(
+    auth = served_auth(
+        mosaic_url,
         client.client_id,
         client.client_secret,
-        base_url=mosaic_url,
-        token_url=f"{mosaic_url}/oidc/token",
         http_client=httpx.AsyncClient(),
     )
     with pytest.raises(UnsupportedClientError, match="leave http_client out"):
@@ -319,11 +315,10 @@ def test_sync_clients_share_tokens_through_a_redis_cache(
 
     cache = RedisTokenCache.from_url(redis_url)
     auths = [
-        MosaicAuth(
+        served_auth(
+            mosaic_url,
             client.client_id,
             client.client_secret,
-            base_url=mosaic_url,
-            token_url=f"{mosaic_url}/oidc/token",
             resource=RISK,
             cache=cache,
             clock=clock,
@@ -365,11 +360,10 @@ def test_a_hook_on_the_auths_own_thread_cannot_deadlock_it(
         except Exception as error:
             seen.append(error)
 
-    hooked = MosaicAuth(
+    hooked = served_auth(
+        mosaic_url,
         client.client_id,
         client.client_secret,
-        base_url=mosaic_url,
-        token_url=f"{mosaic_url}/oidc/token",
         resource=RISK,
         clock=clock,
         on_event=hook,
@@ -415,11 +409,10 @@ def test_an_auth_dropped_without_close_takes_its_thread_with_it(
         return sum(t.name == "mosaic-httpx-auth tokens" for t in threading.enumerate())
 
     before = running()
-    auth = MosaicAuth(
+    auth = served_auth(
+        mosaic_url,
         client.client_id,
         client.client_secret,
-        base_url=mosaic_url,
-        token_url=f"{mosaic_url}/oidc/token",
         resource=RISK,
         clock=clock,
     )
@@ -438,11 +431,10 @@ def test_get_token_sync_fetches_the_resource_it_is_given(
 ) -> None:
     """`get_token_sync(resource)` returns a token for that resource, not the default's."""
     app = emulator.register_client(resources=[RISK, VERIFY])
-    with MosaicAuth(
+    with served_auth(
+        mosaic_url,
         app.client_id,
         app.client_secret,
-        base_url=mosaic_url,
-        token_url=f"{mosaic_url}/oidc/token",
         resource=RISK,
         clock=clock,
     ) as auth:
