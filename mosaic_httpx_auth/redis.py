@@ -47,8 +47,9 @@ __all__ = ["RedisTokenCache"]
 
 DEFAULT_PREFIX = "mosaic-httpx-auth:"
 # Redis answers in well under a millisecond; past this it is down or overloaded, and a token
-# request to Mosaic is the faster way to a token.
-DEFAULT_TIMEOUT = 0.25
+# request to Mosaic is the faster way to a token. Not much less: a loaded machine stalls a
+# process now and then for a few hundred milliseconds, and each false outage costs a fetch.
+DEFAULT_TIMEOUT = 0.5
 # Opening `from_url`'s client, once per process (or again after Redis failed), may take this
 # long: connecting and the first command also load code and build state, which under load,
 # or a tracing coverage run, takes longer than a command ever should.

@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 
     from .redis_server import RedisServer
 
+# Calls that test something else than the timeout get a long one: a CI machine under load
+# can take longer than the default for a command now and then.
+SLOW_MACHINE = 5.0
+
 pytestmark = pytest.mark.anyio
 
 API = "https://api.transmitsecurity.io"
@@ -81,8 +85,10 @@ async def test_a_stored_token_is_read_back_whole(redis_url: str) -> None:
     """A token stored by one cache is read by another on the same Redis, with its expiry,
     issue time, resource and claims."""
     token = a_token()
-    await stored(RedisTokenCache.from_url(redis_url), cache_key(RISK), token)
-    read = await RedisTokenCache.from_url(redis_url).claim(cache_key(RISK), passing_over=None)
+    await stored(RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK), token)
+    read = await RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE).claim(
+        cache_key(RISK), passing_over=None
+    )
     assert isinstance(read, AccessToken)
     assert (read.token, read.expires_at, read.issued_at, read.resource) == (
         token.token,
@@ -96,7 +102,7 @@ async def test_a_stored_token_is_read_back_whole(redis_url: str) -> None:
 async def test_one_process_holds_the_lease_until_it_stores_or_releases(redis_url: str) -> None:
     """A claim while another holds the lease gets None; the lease is free again once its
     holder stored a token or released it."""
-    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    cache, key = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK)
     lease = await cache.claim(key, passing_over=None)
     assert isinstance(lease, CacheLease)
     assert await cache.claim(key, passing_over=None) is None
@@ -109,7 +115,7 @@ async def test_one_process_holds_the_lease_until_it_stores_or_releases(redis_url
 
 async def test_a_lease_lapses_by_itself(redis_url: str, redis_server: RedisServer) -> None:
     """A lease is stored with its lifetime, so a holder that dies frees it when it lapses."""
-    cache = RedisTokenCache.from_url(redis_url, lease=30)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, lease=30)
     assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
     [lease_key] = keys(redis_server)
     assert lease_key.endswith(":lease")
@@ -120,7 +126,7 @@ async def test_a_lapsed_holder_never_ends_the_next_holders_lease(
     redis_url: str, redis_server: RedisServer
 ) -> None:
     """Ending a lease that lapsed and went to another process leaves the other's lease."""
-    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    cache, key = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK)
     lapsed = await cache.claim(key, passing_over=None)
     assert isinstance(lapsed, CacheLease)
     [lease_key] = keys(redis_server)
@@ -136,7 +142,7 @@ async def test_a_lapsed_holder_never_ends_the_next_holders_lease(
 async def test_passing_over_a_token_claims_the_lease_instead(redis_url: str) -> None:
     """A caller that cannot use the stored token (refused, or due for refresh) gets the lease,
     while any other token is handed over."""
-    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    cache, key = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK)
     token = a_token()
     await stored(cache, key, token)
     assert isinstance(await cache.claim(key, passing_over=token), CacheLease)
@@ -146,7 +152,7 @@ async def test_passing_over_a_token_claims_the_lease_instead(redis_url: str) -> 
 async def test_discard_deletes_only_the_token_it_names(redis_url: str) -> None:
     """Discarding a refused token deletes it; discarding it after a newer one was stored
     leaves the newer one."""
-    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    cache, key = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK)
     old, new = a_token("old"), a_token("new")
     await stored(cache, key, old)
     await cache.discard(key, old)
@@ -158,7 +164,7 @@ async def test_discard_deletes_only_the_token_it_names(redis_url: str) -> None:
 
 async def test_an_entry_expires_with_its_token(redis_url: str, redis_server: RedisServer) -> None:
     """A token is stored for as long as it has left, and a token already expired not at all."""
-    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    cache, key = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK)
     lease = await cache.claim(key, passing_over=None)
     assert isinstance(lease, CacheLease)
     await cache.store(key, a_token(), lease=lease, expires_in=1234.5)
@@ -176,7 +182,7 @@ async def test_names_and_values_show_no_client_id_secret_or_token(
 ) -> None:
     """The keys are a prefix and a digest sharing one hash tag per entry, and a dump of Redis
     holds no client id, secret or token in clear."""
-    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    cache, key = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK)
     token = a_token()
     await stored(cache, key, token)
     lease = await cache.claim(cache_key(None), passing_over=None)
@@ -197,7 +203,7 @@ async def test_two_clients_with_one_id_and_different_secrets_never_share(
 ) -> None:
     """An entry's name is keyed with the client's credential: with the same id and different
     secrets, two clients have entries of their own (even sharing an encryption key)."""
-    cache = RedisTokenCache.from_url(redis_url, encryption_key=b"k" * 32)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=b"k" * 32)
     await stored(cache, cache_key(RISK), a_token())
     other = CacheKey(TOKEN_URL, CLIENT_ID, RISK, credential=os.urandom(32))
     assert isinstance(await cache.claim(other, passing_over=None), CacheLease)
@@ -210,7 +216,7 @@ async def test_the_default_key_is_derived_from_the_credential(
     """Without encryption_key, a token is sealed with a key derived from the client's
     credential: it opens with that key, and with no key derived from another credential."""
     token = a_token()
-    await stored(RedisTokenCache.from_url(redis_url), cache_key(RISK), token)
+    await stored(RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK), token)
     sealed = redis_server.dump().split(b"\n")[-1].decode().partition(".")[2]
     credential = cache_key(RISK).credential
     assert credential is not None
@@ -228,7 +234,7 @@ async def test_no_part_of_an_encryption_key_is_stored(
     """A value names its key by an id from which the key cannot be worked back: neither the
     dump nor the JWE header it carries shows any form of the key."""
     key = os.urandom(32)
-    cache = RedisTokenCache.from_url(redis_url, encryption_key=key)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=key)
     await stored(cache, cache_key(RISK), a_token())
     dump = redis_server.dump()
     sealed = dump.split(b"\n")[-1].decode().partition(".")[2]
@@ -244,7 +250,7 @@ async def test_a_value_moved_to_another_entry_does_not_open(
 ) -> None:
     """A sealed value names its entry: copied under another entry's name, it is replaced
     rather than served, with a warning."""
-    cache = RedisTokenCache.from_url(redis_url)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE)
     await stored(cache, cache_key(RISK), a_token())
     [risk_key] = keys(redis_server)
     await stored(cache, cache_key(None), a_token(resource=None))
@@ -261,11 +267,11 @@ async def test_a_token_sealed_with_another_key_is_replaced(
 ) -> None:
     """A process with another encryption key cannot read the token: it fetches its own."""
     await stored(
-        RedisTokenCache.from_url(redis_url, encryption_key=os.urandom(32)),
+        RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=os.urandom(32)),
         cache_key(RISK),
         a_token(),
     )
-    other = RedisTokenCache.from_url(redis_url, encryption_key=os.urandom(32))
+    other = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=os.urandom(32))
     with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
         assert isinstance(await other.claim(cache_key(RISK), passing_over=None), CacheLease)
     assert "a key this process does not have" in caplog.text
@@ -276,14 +282,16 @@ async def test_keys_rotate_the_first_seals_and_every_one_opens(redis_url: str) -
     with the new one, which a process with only the old key cannot read."""
     old, new = os.urandom(32), OctKey.import_key(os.urandom(32))
     await stored(
-        RedisTokenCache.from_url(redis_url, encryption_key=old), cache_key(RISK), a_token()
+        RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=old),
+        cache_key(RISK),
+        a_token(),
     )
-    rotating = RedisTokenCache.from_url(redis_url, encryption_key=[new, old])
+    rotating = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=[new, old])
     assert isinstance(await rotating.claim(cache_key(RISK), passing_over=None), AccessToken)
     await stored(rotating, cache_key(None), a_token(resource=None))
-    only_new = RedisTokenCache.from_url(redis_url, encryption_key=new)
+    only_new = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=new)
     assert isinstance(await only_new.claim(cache_key(None), passing_over=None), AccessToken)
-    only_old = RedisTokenCache.from_url(redis_url, encryption_key=old)
+    only_old = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=old)
     assert isinstance(await only_old.claim(cache_key(None), passing_over=None), CacheLease)
 
 
@@ -295,8 +303,10 @@ async def test_a_client_without_a_secret_in_process_needs_an_encryption_key(
     given, it works."""
     key = CacheKey(TOKEN_URL, CLIENT_ID, RISK)
     with pytest.raises(TokenCacheError, match="encryption_key="):
-        await RedisTokenCache.from_url(redis_url).claim(key, passing_over=None)
-    keyed = RedisTokenCache.from_url(redis_url, encryption_key=os.urandom(32))
+        await RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE).claim(
+            key, passing_over=None
+        )
+    keyed = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=os.urandom(32))
     token = a_token()
     await stored(keyed, key, token)
     assert await keyed.claim(key, passing_over=None) == token
@@ -509,7 +519,7 @@ async def test_a_value_it_cannot_read_gives_way_to_a_new_token(
 ) -> None:
     """Whatever another writer left in an entry (another format, corruption) is passed over:
     the claim gets the lease, rather than waiting for a token that never comes."""
-    cache = RedisTokenCache.from_url(redis_url)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE)
     await stored(cache, cache_key(RISK), a_token())
     [token_key] = keys(redis_server)
     redis_server.command("SET", token_key, value)
@@ -521,7 +531,7 @@ async def test_a_forged_token_id_does_not_open(
 ) -> None:
     """The id before the JWE is sealed inside it too: a value whose id was changed, which
     would keep a refused token from being discarded, does not open."""
-    cache = RedisTokenCache.from_url(redis_url)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE)
     await stored(cache, cache_key(RISK), a_token())
     [token_key] = keys(redis_server)
     sealed = redis_server.dump().split(b"\n")[-1].decode().partition(".")[2]
@@ -536,7 +546,7 @@ async def test_a_lapsed_holder_does_not_replace_the_next_holders_token(
 ) -> None:
     """A holder whose lease lapsed, and whose successor stored a token meanwhile, stores
     nothing: the fleet stays on one token."""
-    cache, key = RedisTokenCache.from_url(redis_url), cache_key(RISK)
+    cache, key = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK)
     lapsed = await cache.claim(key, passing_over=None)
     assert isinstance(lapsed, CacheLease)
     [lease_key] = keys(redis_server)
@@ -551,7 +561,10 @@ async def test_a_lease_is_renewed_only_by_its_holder(
     redis_url: str, redis_server: RedisServer
 ) -> None:
     """Renewing extends the holder's lease; a lease that went to another is left alone."""
-    cache, key = RedisTokenCache.from_url(redis_url, lease=30), cache_key(RISK)
+    cache, key = (
+        RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, lease=30),
+        cache_key(RISK),
+    )
     lease = await cache.claim(key, passing_over=None)
     assert isinstance(lease, CacheLease)
     [lease_key] = keys(redis_server)
@@ -609,7 +622,7 @@ async def test_a_redis_py_client_on_trio_says_so(redis_url: str) -> None:
 async def test_a_claim_never_waits_for_the_applications_worker_threads(redis_url: str) -> None:
     """Redis calls run on a thread of their own, not anyio's worker threads: an application
     keeping those busy with blocking work does not hold up a token fetch."""
-    cache = RedisTokenCache.from_url(redis_url)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE)
     release = threading.Event()
     async with anyio.create_task_group() as tasks:
         for _ in range(45):  # more than anyio's default limit of 40 worker threads
@@ -660,7 +673,7 @@ def redis_threads() -> int:
 async def test_close_stops_its_thread_and_a_later_call_starts_it_again(redis_url: str) -> None:
     """close() closes the client from_url made and stops its thread; the cache still works
     after, on a new one."""
-    cache, token = RedisTokenCache.from_url(redis_url), a_token()
+    cache, token = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), a_token()
     await stored(cache, cache_key(RISK), token)
     running = redis_threads()
     cache.close()
