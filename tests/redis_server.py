@@ -28,24 +28,50 @@ class RedisServer:
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
+        self._started = False
 
     def start(self) -> None:
-        """Start it (again, on the same port) and wait until it answers."""
+        """Start it (again, on the same port) and wait until it answers.
+
+        Another process (a suite running beside this one) may take the port drawn free before
+        redis-server binds it: redis-server then exits, and a first start draws another port.
+        The server that answers must be this one, not whoever holds the port.
+        """
+        for _ in range(3):
+            if self._start_on_port():
+                self._started = True
+                return
+            if self._started:  # a restart keeps its port: the URL is in use
+                break
+            self.port = _free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+        raise RuntimeError(f"redis-server could not listen on 127.0.0.1:{self.port}")
+
+    def _start_on_port(self) -> bool:
+        """Whether a redis-server started on `port` answers; False if it exited (port taken)."""
         options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self._process = subprocess.Popen(  # noqa: S603 (our own arguments)
+        process = self._process = subprocess.Popen(  # noqa: S603 (our own arguments)
             [self._executable, "--port", str(self.port), *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while True:
+        while process.poll() is None:
             try:
-                if self.command("PING") == b"+PONG":
-                    return
+                if self._answering_process() == process.pid:
+                    return True
             except OSError:
-                if time.monotonic() > deadline or self._process.poll() is not None:
+                if time.monotonic() > deadline:
                     raise
             time.sleep(0.01)
+        return False
+
+    def _answering_process(self) -> int:
+        """The process id of the server answering on `port`."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            connection.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+            info = _bulk(connection.makefile("rb"))
+        return int(info.split(b"process_id:")[1].split(b"\r\n")[0])
 
     def kill(self) -> None:
         """Kill it at once, as a crash would."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import socket
 import subprocess
 import sys
 import threading
@@ -234,6 +237,35 @@ async def test_serve_stops_the_server_on_exit(
     async with httpx.AsyncClient(base_url=base_url) as http:
         with pytest.raises(httpx.ConnectError):
             await http.post("/oidc/token", data=credentials(client))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_served_connections_send_without_waiting_for_acks(
+    emulator: MosaicEmulator, client: RegisteredClient, tls: bool
+) -> None:
+    """The served emulator's connections have Nagle's algorithm off (TCP_NODELAY), over HTTP
+    and HTTPS: with it on, a response's body waits for the client's delayed ACK of its headers,
+    40 ms more on every request."""
+    with httpx.Client(verify=client_ssl_context()) as http, emulator.serve(tls=tls) as base_url:
+        assert http.post(f"{base_url}/oidc/token", data=credentials(client)).is_success
+        port = int(base_url.rsplit(":", 1)[1])
+        (accepted,) = _accepted_connections(port)
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def _accepted_connections(port: int) -> list[socket.socket]:
+    """The server's ends of the open connections to `port` in this process."""
+    found = []
+    for candidate in gc.get_objects():
+        if (
+            isinstance(candidate, socket.socket)
+            and candidate.family == socket.AF_INET
+            and candidate.fileno() != -1
+        ):
+            with contextlib.suppress(OSError):  # a listener has no peer
+                if candidate.getsockname()[1] == port and candidate.getpeername():
+                    found.append(candidate)
+    return found
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])

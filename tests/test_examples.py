@@ -7,17 +7,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 
 from examples.web_service import create_app
 from mosaic_httpx_auth import RISK_RESOURCE
 from mosaic_httpx_auth.testing import MosaicEmulator
 from mosaic_httpx_auth.testing._server import serve_locally
-
-if TYPE_CHECKING:
-    import pytest
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -62,6 +59,7 @@ def test_multiple_resources_routes_each_api_to_its_resource() -> None:
     assert lines[1].endswith(f"resource: {RISK_RESOURCE}")
 
 
+@pytest.mark.alone
 def test_fleet_makes_one_token_request_per_resource_through_redis(redis_url: str) -> None:
     """Four processes, on asyncio and trio, share one token per resource through Redis: on a
     cold start, and again after every token is revoked, with no request failing."""

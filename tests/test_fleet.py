@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from .redis_server import RedisServer
 
+pytestmark = pytest.mark.alone
+
 Report = dict[str, Any]
 """What a worker answers a ``burst`` or ``stop`` with: see `fleet_worker`."""
 

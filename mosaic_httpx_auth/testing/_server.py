@@ -63,7 +63,10 @@ def serve_locally(
 
     # Binding here, before the server starts, gives the port without a race and makes
     # connections queue in the backlog even before uvicorn accepts them.
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named outright: asyncio turns Nagle's algorithm off only on sockets whose
+    # `proto` says TCP, and with it on, each response's body waits for the client's delayed ACK
+    # of its headers: 40 ms more per request.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     uvicorn_log = logging.getLogger("uvicorn.error")
     hide_drops = _HideDroppedConnections()
     uvicorn_log.addFilter(hide_drops)

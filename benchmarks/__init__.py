@@ -1,0 +1,1 @@
+"""The side-by-side benchmarks: `python -m benchmarks` (see `__main__`), and `startup_cost.py`."""
