@@ -1,6 +1,7 @@
 """A fleet: several processes of one service starting at once, then streaming across a
-rollover. MosaicAuth shares its tokens through Redis (`RedisTokenCache`); the peers have no
-shared cache, so each process of theirs makes its own token requests."""
+rollover. MosaicAuth shares its tokens through Redis (`RedisTokenCache`); the peers keep their
+tokens in memory (httpx-auth's file cache would serve processes of one host only), so each
+process of theirs makes its own token requests."""
 
 from __future__ import annotations
 

@@ -34,8 +34,17 @@ class Sizes:
 
     @property
     def stream_duration(self) -> float:
-        """Long enough to cross every contender's refresh, at half the lifetime at the latest."""
-        return self.token_lifetime * 0.75
+        """Long enough to cross every contender's refresh, and short enough not to reach a
+        second one.
+
+        Tokens are renewed half their lifetime L after they are issued, or up to a second
+        earlier: the emulator's ``exp`` is a whole second, which MosaicAuth and Authlib read.
+        So the first renewal, and its token request, are over by L/2 + the token endpoint's
+        delay d, and the second starts no sooner than L - 2 + d: the stream ends between.
+        """
+        first_done = self.token_lifetime / 2 + self.token_delay
+        second_starts = self.token_lifetime - 2 + self.token_delay
+        return (first_done + second_starts) / 2
 
 
 FULL = Sizes()
@@ -44,7 +53,7 @@ QUICK = Sizes(
     warm_requests=20,
     burst=30,
     token_delay=0.2,
-    token_lifetime=2.0,
+    token_lifetime=6.0,
     stream_rate=20.0,
     failing_rate=20.0,
     failing_duration=3.5,
