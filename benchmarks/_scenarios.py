@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -21,14 +21,11 @@ if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Mapping
 
     from ._contenders import AsyncOpener, Send
     from ._emulator_process import ServedEmulator
     from ._sizes import Sizes
-
-Result = TypeVar("Result")
-
 
 # The failing endpoint's stream goes to one API, so that its faults all meet one token.
 ONE_ROUTE = {"/risk": ROUTES["/risk"]}
@@ -55,11 +52,6 @@ def target_for(
         },
         redis_url=redis_url,
     )
-
-
-def run(scenario: Callable[[], Awaitable[Result]]) -> Result:
-    """Run `scenario` on a fresh asyncio event loop."""
-    return anyio.run(scenario)
 
 
 async def _token_requests(emulator: ServedEmulator) -> int:
@@ -93,7 +85,7 @@ def cold_burst(opener: AsyncOpener, emulator: ServedEmulator, sizes: Sizes) -> B
             failed = await burst(send, sizes.burst)
         return Burst(await _token_requests(emulator) - before, failed, meter.longest)
 
-    return run(scenario)
+    return anyio.run(scenario)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +108,7 @@ def revocation_storm(opener: AsyncOpener, emulator: ServedEmulator, sizes: Sizes
             failed = await burst(send, sizes.burst)
         return Storm(await _token_requests(emulator) - before, failed)
 
-    return run(scenario)
+    return anyio.run(scenario)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +133,7 @@ def rollover(opener: AsyncOpener, emulator: ServedEmulator, sizes: Sizes) -> Rol
             requests = await stream(send, rate=sizes.stream_rate, duration=sizes.stream_duration)
         return Rollover(await _token_requests(emulator) - before, requests)
 
-    return run(scenario)
+    return anyio.run(scenario)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,4 +174,4 @@ def failing_endpoint(
             return FailingEndpoint(made, None, f"{type(exc).__name__} at start")
         return FailingEndpoint(await _token_requests(emulator) - before, requests)
 
-    return run(scenario)
+    return anyio.run(scenario)
