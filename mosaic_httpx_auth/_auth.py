@@ -22,7 +22,6 @@ from ._environment import EnvironmentSettings
 from ._exceptions import ConfigurationError, TokenRequestError, UnsupportedClientError
 from ._retry import RetryPolicy
 from ._routing import ResourceRouter
-from ._security import api_origins, foreign_host, origin
 from ._services import for_resource
 from ._store import TokenStore
 from ._tasks import loop_alive
@@ -150,9 +149,8 @@ class MosaicAuth(httpx.Auth):
                 setting="cache",
             )
         self.base_url, token_url = mosaic_urls(region, base_url, token_url)
-        self._router = ResourceRouter(resource, resources, base_url=self.base_url)
         # Tokens go to the Mosaic hosts configured, and nowhere else a shared client calls.
-        self._api_origins = api_origins(self.base_url, self._router.prefixes)
+        self._router = ResourceRouter(resource, resources, base_url=self.base_url, http=self._http)
         self._telemetry = Telemetry(on_event)
         retry = RetryPolicy(
             max_attempts=max_attempts,
@@ -233,27 +231,42 @@ class MosaicAuth(httpx.Auth):
             f"client_auth={endpoint.client_auth.method!r}, resource={self._router.default!r})"
         )
 
-    def _flow(self, request: httpx.Request) -> Generator[_Step, Any, None]:
-        """The request flow, once for every client: it yields what it needs (a token, a 401
-        to report, a request to send) and is sent the answer. The drivers below do the I/O:
-        awaiting on the caller's event loop, or blocking the caller's thread."""
-        if origin(request.url) not in self._api_origins:
-            raise foreign_host(request.url)
-        resource = self._router.resource_for(request.url)
-        token = self._states.fresh_token(resource)
-        if token is None:
-            token = yield _TokenNeeded(resource, request)
-        else:
-            self._telemetry.cache_hits += 1
-        request.headers["Authorization"] = token.authorization
-        # Asked before sending: some transports read a streamed body into memory as they send
-        # it, and the answer must not depend on the transport.
-        replayable = isinstance(request.stream, self._http.ByteStream)
-        response = yield request
+    # The request flow, one set of rules for every client. The drivers, `async_auth_flow` and
+    # `sync_auth_flow`, do the I/O: awaiting on the caller's event loop, or blocking the
+    # caller's thread. A request with a token in hand, answered, takes plain calls only; a
+    # 401, or a token on probation, is handed to `_answered`, which yields what it needs.
 
+    def _cached_token(self, request: httpx.Request) -> tuple[str | None, AccessToken | None]:
+        """The resource `request` needs a token for, and the fresh token in hand, if any."""
+        resource = self._router.token_resource(request.url)
+        token = self._states.fresh_token(resource)
+        if token is not None:
+            self._telemetry.cache_hits += 1
+        return resource, token
+
+    def _authorized(self, request: httpx.Request, token: AccessToken) -> bool:
+        """Put `token` on `request`; whether its body can be sent again, should it need to be.
+        Asked before sending: some transports read a streamed body into memory as they send
+        it, and the answer must not depend on the transport."""
+        request.headers["Authorization"] = token.authorization
+        return isinstance(request.stream, self._http.ByteStream)
+
+    def _settled(self, response: httpx.Response) -> bool:
+        """Whether `response` ends the flow with nothing more to do: the warm path."""
+        return response.status_code != 401 and not self._states.on_probation
+
+    def _answered(
+        self,
+        request: httpx.Request,
+        resource: str | None,
+        token: AccessToken,
+        replayable: bool,
+        response: httpx.Response,
+    ) -> Generator[_Step, Any, None]:
+        """What follows a `response` that is not `_settled`: it yields what it needs (a 401 to
+        report, a token, a request to send again) and is sent the answer."""
         if response.status_code != 401:
-            if self._states.on_probation:
-                self._note_acceptance(response, resource, token)
+            self._note_acceptance(response, resource, token)
             return
         if not _carried(response, token):
             return
@@ -264,7 +277,7 @@ class MosaicAuth(httpx.Auth):
             f"{request.method} {request.url.copy_with(query=None, username=None, password=None)}",
         )
         token = yield _TokenNeeded(resource, request)
-        request.headers["Authorization"] = token.authorization
+        self._authorized(request, token)
         response = yield request
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)
@@ -273,7 +286,14 @@ class MosaicAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Set the bearer token, send, and on a 401 to that token retry once with a new one."""
-        flow = self._flow(request)
+        resource, token = self._cached_token(request)
+        if token is None:
+            token = await self._usable_token(resource, request)
+        replayable = self._authorized(request, token)
+        response = yield request
+        if self._settled(response):
+            return
+        flow = self._answered(request, resource, token, replayable, response)
         answer: Any = None
         while True:
             try:
@@ -293,7 +313,14 @@ class MosaicAuth(httpx.Auth):
         """As `async_auth_flow`, for `httpx.Client`: a thread that needs a token waits for
         the one fetch under way, which runs on the auth's own event loop thread."""
         self._require_own_token_client()
-        flow = self._flow(request)
+        resource, token = self._cached_token(request)
+        if token is None:
+            token = self._sync_token(resource, request)
+        replayable = self._authorized(request, token)
+        response = yield request
+        if self._settled(response):
+            return
+        flow = self._answered(request, resource, token, replayable, response)
         answer: Any = None
         while True:
             try:

@@ -1,15 +1,26 @@
-"""Resource routing: which resource (audience) a request's token must be for."""
+"""Resource routing: whether a request may carry a token, and for which resource (audience).
+
+Asked of every request, so it is one dict access by the request's origin and, where prefixes
+are on that origin, one regular expression on its path, however many there are.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+import httpx
+
+from ._exceptions import ConfigurationError, InsecureTransportError
+from ._security import allows_credentials, foreign_host, insecure_transport
 from ._urls import absolute_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from types import ModuleType
 
-    import httpx
+Origin = tuple[str, str, int | None]
+"""Scheme, host (IDNA-encoded) and port (None for the scheme's default): where a request goes."""
 
 
 class ResourceRouter:
@@ -19,6 +30,9 @@ class ResourceRouter:
     path segments: ``https://host/risk`` matches ``https://host/risk`` and
     ``https://host/risk/v1/...`` but not ``https://host/risk-other``. A URL no prefix matches
     gets the default resource.
+
+    Tokens go to the origins of `base_url` and of the prefixes, and nowhere else: each must
+    allow credentials (HTTPS, or plain HTTP to loopback).
     """
 
     def __init__(
@@ -27,37 +41,101 @@ class ResourceRouter:
         prefixes: Mapping[str, str | None] | None = None,
         *,
         base_url: str | None = None,
+        http: ModuleType = httpx,
     ) -> None:
         self.default = default
-        routes = [
-            (_normalized_prefix(prefix, base_url), resource)
-            for prefix, resource in (prefixes or {}).items()
-        ]
-        self._routes = sorted(routes, key=lambda route: len(route[0]), reverse=True)
+        self._reads_parsed_parts = _keeps_parsed_parts(http)
+        routes: dict[Origin, dict[str, str | None]] = {}
+        if base_url is not None:
+            url = _for_tokens(absolute_url(base_url, setting="base_url"), "base_url")
+            routes[origin_and_path(url)[0]] = {}
+        for prefix, resource in (prefixes or {}).items():
+            origin, path = origin_and_path(_for_tokens(_prefix_url(prefix, base_url), "resources"))
+            routes.setdefault(origin, {}).setdefault(path, resource)
+        self._paths = {
+            origin: _PathRoutes(paths, default) if paths else None
+            for origin, paths in routes.items()
+        }
 
-    @property
-    def prefixes(self) -> list[str]:
-        """The URL prefixes routed, normalised."""
-        return [prefix for prefix, _ in self._routes]
+    def token_resource(self, url: httpx.URL) -> str | None:
+        """The resource whose token a request to `url` carries; an `InsecureTransportError`
+        if `url` is on none of the origins configured, which get no token."""
+        if self._reads_parsed_parts:
+            scheme, _, host, port, path, _, _ = url._uri_reference
+            origin: Origin = (scheme, host, port)
+        else:
+            origin, path = origin_and_path(url)
+        try:
+            paths = self._paths[origin]
+        except KeyError:
+            raise foreign_host(url) from None
+        return self.default if paths is None else paths.resource(path or "/")
 
     def resource_for(self, url: httpx.URL) -> str | None:
-        """The resource whose token a request to `url` must carry."""
-        if not self._routes:
+        """The resource whose token a request to `url` must carry, should it carry one."""
+        try:
+            return self.token_resource(url)
+        except InsecureTransportError:
             return self.default
-        target = str(url)
-        for prefix, resource in self._routes:
-            if target.startswith(prefix) and (
-                len(target) == len(prefix) or prefix[-1] == "/" or target[len(prefix)] in "/?#"
-            ):
-                return resource
-        return self.default
 
 
-def _normalized_prefix(prefix: str, base_url: str | None) -> str:
-    """The prefix spelt as httpx spells request URLs, so that the two compare as text.
+class _PathRoutes:
+    """One origin's path prefixes, as one regular expression: its alternatives are the
+    prefixes, longest first, so the first that matches a whole number of segments is the
+    longest; the group that matched names the resource."""
 
-    A path (``/risk``) is taken relative to `base_url`.
-    """
+    def __init__(self, paths: Mapping[str, str | None], default: str | None) -> None:
+        prefixes = sorted(paths, key=len, reverse=True)
+        self._pattern = re.compile(
+            "|".join(
+                # A prefix ending in "/" ends at a segment boundary by itself.
+                f"({re.escape(prefix)})" + ("" if prefix.endswith("/") else "(?![^/])")
+                for prefix in prefixes
+            )
+        )
+        # By group number: 0 (nothing matched) gets the default.
+        self._resources = (default, *(paths[prefix] for prefix in prefixes))
+
+    def resource(self, path: str) -> str | None:
+        match = self._pattern.match(path)
+        return self._resources[0 if match is None else match.lastindex or 0]
+
+
+def origin_and_path(url: httpx.URL) -> tuple[Origin, str]:
+    """Where `url` goes, and its path as sent: percent-encoded, ``/`` when empty."""
+    path = url.raw_path.partition(b"?")[0].decode("ascii")
+    return (url.scheme, url.raw_host.decode("ascii"), url.port), path
+
+
+# The parts of httpx's parsed URL, `URL._uri_reference`, in order.
+_PARSED_URL_FIELDS = ("scheme", "userinfo", "host", "port", "path", "query", "fragment")
+
+
+def _keeps_parsed_parts(http: ModuleType) -> bool:
+    """Whether `http`'s URLs keep their parts, parsed, in a named tuple of the fields above:
+    reading them there is several times cheaper than through the public properties, which
+    encode or decode a part at each access, and routing reads them for every request."""
+    parts = getattr(http.URL("https://example.com/"), "_uri_reference", None)
+    return getattr(parts, "_fields", None) == _PARSED_URL_FIELDS
+
+
+def _for_tokens(url: httpx.URL, setting: str) -> httpx.URL:
+    """`url`, which bearer tokens may travel to; else an error naming `setting`."""
+    if not allows_credentials(url):
+        raise insecure_transport(url, "bearer tokens", setting=setting)
+    return url
+
+
+def _prefix_url(prefix: str, base_url: str | None) -> httpx.URL:
+    """A `resources` prefix as an absolute URL: a path (``/risk``) is taken relative to
+    `base_url`. It is a place, matched on whole path segments: no query or fragment."""
     if base_url is not None and isinstance(prefix, str) and prefix.startswith("/"):
         prefix = base_url.rstrip("/") + prefix
-    return str(absolute_url(prefix, setting="resources"))
+    url = absolute_url(prefix, setting="resources")
+    if url.query or url.fragment:
+        raise ConfigurationError(
+            f"resources: {prefix!r} is a URL prefix, matched on whole path segments: "
+            "it cannot carry a query or fragment",
+            setting="resources",
+        )
+    return url

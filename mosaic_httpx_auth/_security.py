@@ -4,10 +4,12 @@ HTTP to this machine only."""
 from __future__ import annotations
 
 import ipaddress
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ._exceptions import InsecureTransportError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def is_loopback(host: str) -> bool:
@@ -23,25 +25,6 @@ def is_loopback(host: str) -> bool:
 def allows_credentials(url: httpx.URL) -> bool:
     """Whether credentials may travel to `url`: HTTPS anywhere, plain HTTP to loopback only."""
     return url.scheme == "https" or (url.scheme == "http" and is_loopback(url.host))
-
-
-Origin = tuple[str, str, int | None]
-"""Scheme, host and port (None for the scheme's default): where a request goes."""
-
-
-def origin(url: httpx.URL) -> Origin:
-    return (url.scheme, url.host, url.port)
-
-
-def api_origins(base_url: str, prefixes: list[str]) -> frozenset[Origin]:
-    """The origins that may receive bearer tokens: the API base URL's and those of the
-    resource routes. Each must allow credentials."""
-    urls = [("base_url", httpx.URL(base_url))]
-    urls += [("resources", httpx.URL(prefix)) for prefix in prefixes]
-    for setting, url in urls:
-        if not allows_credentials(url):
-            raise insecure_transport(url, "bearer tokens", setting=setting)
-    return frozenset(origin(url) for _, url in urls)
 
 
 def foreign_host(url: httpx.URL) -> InsecureTransportError:
