@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from ._exceptions import ConfigurationError, InsecureTransportError
-from ._security import allows_credentials, foreign_host, insecure_transport
+from ._security import allows_credentials, foreign_host, insecure_transport, origin_text
 from ._urls import absolute_url
 
 if TYPE_CHECKING:
@@ -47,11 +47,18 @@ class ResourceRouter:
         self._reads_parsed_parts = _keeps_parsed_parts(http)
         routes: dict[Origin, dict[str, str | None]] = {}
         if base_url is not None:
-            url = _for_tokens(absolute_url(base_url, setting="base_url"), "base_url")
+            url = _for_tokens(absolute_url(base_url, setting="base_url", http=http), "base_url")
             routes[origin_and_path(url)[0]] = {}
         for prefix, resource in (prefixes or {}).items():
-            origin, path = origin_and_path(_for_tokens(_prefix_url(prefix, base_url), "resources"))
-            routes.setdefault(origin, {}).setdefault(path, resource)
+            url = _for_tokens(_prefix_url(prefix, base_url, http), "resources")
+            origin, path = origin_and_path(url)
+            paths = routes.setdefault(origin, {})
+            if paths.setdefault(path, resource) != resource:
+                raise ConfigurationError(
+                    f"resources: two prefixes name {origin_text(url)}{path}, for two "
+                    "resources: keep one",
+                    setting="resources",
+                )
         self._paths = {
             origin: _PathRoutes(paths, default) if paths else None
             for origin, paths in routes.items()
@@ -103,8 +110,11 @@ class _PathRoutes:
 
 def origin_and_path(url: httpx.URL) -> tuple[Origin, str]:
     """Where `url` goes, and its path as sent: percent-encoded, ``/`` when empty."""
-    path = url.raw_path.partition(b"?")[0].decode("ascii")
-    return (url.scheme, url.raw_host.decode("ascii"), url.port), path
+    try:
+        host = url.raw_host.decode("ascii")
+    except UnicodeEncodeError:  # an IPv6 zone id, which httpx keeps as it was given
+        host = url.host
+    return (url.scheme, host, url.port), url.raw_path.partition(b"?")[0].decode("ascii")
 
 
 # The parts of httpx's parsed URL, `URL._uri_reference`, in order.
@@ -126,16 +136,17 @@ def _for_tokens(url: httpx.URL, setting: str) -> httpx.URL:
     return url
 
 
-def _prefix_url(prefix: str, base_url: str | None) -> httpx.URL:
-    """A `resources` prefix as an absolute URL: a path (``/risk``) is taken relative to
-    `base_url`. It is a place, matched on whole path segments: no query or fragment."""
+def _prefix_url(prefix: str, base_url: str | None, http: ModuleType) -> httpx.URL:
+    """A `resources` prefix as an absolute URL, parsed by the HTTP library whose request URLs
+    it is compared with: a path (``/risk``) is taken relative to `base_url`. It is a place,
+    matched on whole path segments: no query or fragment, not even an empty one."""
     if base_url is not None and isinstance(prefix, str) and prefix.startswith("/"):
         prefix = base_url.rstrip("/") + prefix
-    url = absolute_url(prefix, setting="resources")
-    if url.query or url.fragment:
+    if isinstance(prefix, str) and ("?" in prefix or "#" in prefix):
+        # Not echoed: a query may hold a secret.
         raise ConfigurationError(
-            f"resources: {prefix!r} is a URL prefix, matched on whole path segments: "
-            "it cannot carry a query or fragment",
+            "resources: a prefix is matched on whole path segments, and cannot carry a query "
+            "or fragment",
             setting="resources",
         )
-    return url
+    return absolute_url(prefix, setting="resources", http=http)

@@ -32,8 +32,8 @@ def foreign_host(url: httpx.URL) -> InsecureTransportError:
     if not allows_credentials(url):
         return insecure_transport(url, "a bearer token")
     return InsecureTransportError(
-        f"refusing to send a Mosaic token to {url.scheme}://{url.host}: it is neither base_url "
-        "nor a resources prefix. Add it to one, or send this request with auth=None"
+        f"refusing to send a Mosaic token to {origin_text(url)}: it is neither base_url's "
+        "origin nor a resources prefix's. Add it to one, or send this request with auth=None"
     )
 
 
@@ -42,7 +42,15 @@ def insecure_transport(
 ) -> InsecureTransportError:
     """The error for sending `what` to `url` in the clear; `setting` names the argument at fault."""
     return InsecureTransportError(
-        f"refusing to send {what} to {url.scheme}://{url.host}: use https "
+        f"refusing to send {what} to {origin_text(url)}: use https "
         "(plain http is allowed to loopback hosts only)",
         setting=setting,
     )
+
+
+def origin_text(url: httpx.URL) -> str:
+    """`url`'s scheme, host and port, as a message shows where a token would have gone: no user
+    info, path or query, which may hold secrets."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = "" if url.port is None else f":{url.port}"
+    return f"{url.scheme}://{host}{port}"

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 
 from ._exceptions import ConfigurationError
 from ._security import allows_credentials, insecure_transport
 from ._services import DEFAULT_REGION, REGION_HOSTS, TOKEN_PATH
 
+if TYPE_CHECKING:
+    from types import ModuleType
 
-def absolute_url(text: str, *, setting: str) -> httpx.URL:
-    """`text` as an absolute http(s) URL, or a ConfigurationError naming `setting`."""
+
+def absolute_url(text: str, *, setting: str, http: ModuleType = httpx) -> httpx.URL:
+    """`text` as an absolute http(s) `http.URL`, or a ConfigurationError naming `setting`."""
     try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError):
+        url: httpx.URL = http.URL(text)
+    except (http.InvalidURL, TypeError):
         # Not echoed: a mistyped URL may still hold a password.
         raise ConfigurationError(f"{setting} is not a URL", setting=setting) from None
     if url.userinfo:

@@ -259,6 +259,26 @@ async def test_a_replacement_an_api_accepted_is_dropped_when_revoked_again(
     assert mosaic.token_requests[None] == 3
 
 
+async def test_a_replacement_first_accepted_outside_a_retry_is_dropped_when_revoked_again(
+    mosaic: FakeMosaic,
+) -> None:
+    """A 401 to a streamed body drops the token without a retry; its replacement, first sent
+    by a later request and accepted there, is then a token like any other: revoked again, it
+    is replaced at once rather than taken for an API that refuses every token."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"{}"
+
+    async with mosaic.api_client(mosaic.auth()) as client:
+        await client.get(f"{API}/cis/v1/x")
+        mosaic.revoke_all()
+        assert (await client.post(f"{API}/cis/v1/x", content=body())).status_code == 401
+        assert (await client.get(f"{API}/cis/v1/x")).status_code == 200  # accepted here
+        mosaic.revoke_all()
+        assert (await client.get(f"{API}/cis/v1/x")).status_code == 200
+    assert mosaic.token_requests[None] == 3
+
+
 async def test_the_401_retry_log_line_shows_no_password_from_the_url(
     mosaic: FakeMosaic, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -60,11 +60,28 @@ def test_a_prefix_that_is_not_an_absolute_url_is_refused(prefix: str) -> None:
         ResourceRouter(None, {prefix: RISK})
 
 
-@pytest.mark.parametrize("prefix", [f"{API}/risk?v=1", f"{API}/risk#top", "/risk?v=1"])
-def test_a_prefix_with_a_query_or_fragment_is_refused(prefix: str) -> None:
-    """Prefixes match path segments: a query or fragment in one would be silently ignored."""
-    with pytest.raises(ConfigurationError, match="query or fragment"):
+@pytest.mark.parametrize(
+    "prefix",
+    [f"{API}/risk?key=sk_live_1", f"{API}/risk#sk_live_1", "/risk?sk_live_1", "/risk?", "/risk#"],
+)
+def test_a_prefix_with_a_query_or_fragment_is_refused_without_being_shown(prefix: str) -> None:
+    """Prefixes match path segments: a query or fragment in one, even an empty one, would be
+    ignored; the error does not repeat it, as a query may hold a secret."""
+    with pytest.raises(ConfigurationError, match="query or fragment") as caught:
         ResourceRouter(None, {prefix: RISK}, base_url=API)
+    assert "sk_live" not in str(caught.value)
+
+
+def test_two_prefixes_for_one_place_and_two_resources_are_refused() -> None:
+    """A path and a URL that name the same place may not route it to two resources: which
+    one wins would be an accident of the mapping's order."""
+    same_place = {"/risk": RISK, "https://API.TransmitSecurity.io:443/risk": VERIFY}
+    with pytest.raises(ConfigurationError, match="two prefixes name") as caught:
+        ResourceRouter(None, same_place, base_url=API)
+    assert f"{API}/risk" in str(caught.value)
+    # The same place for the same resource is no conflict.
+    router = ResourceRouter(None, {"/risk": RISK, f"{API}/risk": RISK}, base_url=API)
+    assert router.token_resource(httpx.URL(f"{API}/risk/v1")) == RISK
 
 
 @pytest.mark.parametrize(
@@ -103,7 +120,7 @@ def test_a_url_on_another_origin_gets_no_token_but_has_a_resource() -> None:
     which resource a URL would need, answers the default."""
     router = ResourceRouter("default", {"/risk": RISK}, base_url=API)
     url = httpx.URL("https://api.transmitsecurity.io:8443/risk")
-    with pytest.raises(InsecureTransportError, match="neither base_url nor a resources"):
+    with pytest.raises(InsecureTransportError, match="neither base_url's origin"):
         router.token_resource(url)
     assert router.resource_for(url) == "default"
 
@@ -155,6 +172,8 @@ hosts = st.sampled_from(
         "xn--bcher-kva.example",
         "127.0.0.1",
         "[::1]",
+        "[fe80::1%25eth0]",
+        "[fe80::1%25\u00e9]",  # a zone id httpx keeps as given, ASCII or not
         "localhost",
     ]
 )
@@ -182,6 +201,7 @@ def test_parsed_parts_and_public_properties_route_alike(http: Any, url: str) -> 
         "http://127.0.0.1/verify": VERIFY,
         "http://localhost:8443/": "local",
         "http://[::1]/risk.v1": "ipv6",
+        "https://[fe80::1%25\u00e9]/": "zone",
     }
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_routing, "_PARSED_URL_FIELDS", ())

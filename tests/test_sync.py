@@ -119,6 +119,23 @@ def test_a_revocation_under_threads_is_recovered_once(
     assert auth.stats().unauthorized_retries >= 1
 
 
+def test_a_replacement_first_accepted_outside_a_retry_is_dropped_when_revoked_again(
+    auth: MosaicAuth, mosaic_url: str, emulator: MosaicEmulator
+) -> None:
+    """As on the async path: the token replacing one refused to a streamed body is accepted by
+    the next request, and replaced at once when revoked in turn."""
+    call = risk_call(auth, mosaic_url)
+    assert call(None) == 200
+    emulator.revoke_tokens()
+    with httpx.Client(auth=auth, base_url=mosaic_url) as http:
+        streamed = http.post("/risk/v1/action/recommendation", content=iter([b"{}"]))
+    assert streamed.status_code == 401
+    assert call(None) == 200  # accepted here
+    emulator.revoke_tokens()
+    assert call(None) == 200
+    assert emulator.token_requests == {RISK: 3}
+
+
 def test_a_failed_token_request_is_retried(
     auth: MosaicAuth, mosaic_url: str, emulator: MosaicEmulator
 ) -> None:

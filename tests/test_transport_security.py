@@ -56,19 +56,25 @@ async def test_a_plain_http_request_to_loopback_gets_its_token() -> None:
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "origin"),
     [
-        "https://third-party.example/webhook",
-        "https://api.eu.transmitsecurity.io/cis/v1/users",  # another region than configured
-        "https://api.transmitsecurity.io:8443/cis/v1/users",  # another port
+        ("https://third-party.example/webhook", "https://third-party.example"),
+        # Another region than configured.
+        ("https://api.eu.transmitsecurity.io/cis/v1/users", "https://api.eu.transmitsecurity.io"),
+        # Another port: the message shows the origin, port included, and no path or query.
+        ("https://api.transmitsecurity.io:8443/x?k=v", "https://api.transmitsecurity.io:8443"),
+        ("https://[2001:db8::1]:8443/cis/v1/users", "https://[2001:db8::1]:8443"),
     ],
 )
-async def test_no_token_goes_to_a_host_that_is_not_a_configured_mosaic_api(url: str) -> None:
+async def test_no_token_goes_to_a_host_that_is_not_a_configured_mosaic_api(
+    url: str, origin: str
+) -> None:
     """A shared client's request to another origin is refused before a token is fetched."""
     mosaic = FakeMosaic(FakeClock())
     async with mosaic.api_client(mosaic.auth()) as client:
-        with pytest.raises(InsecureTransportError, match="neither base_url nor a resources"):
+        with pytest.raises(InsecureTransportError, match="neither base_url's origin") as caught:
             await client.get(url)
+        assert f"to {origin}: " in str(caught.value)
         # Sent without auth, it goes through untouched.
         response = await client.get(url, auth=None)
     assert "Authorization" not in response.request.headers
