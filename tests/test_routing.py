@@ -163,6 +163,23 @@ def test_request_urls_are_read_from_their_parsed_parts(http: Any) -> None:
     through the public properties, but slower)."""
     assert _keeps_parsed_parts(http)
 
+    def untouchable(_: object) -> object:
+        raise AssertionError("routing read a public property of the request URL")
+
+    # A URL whose public parts may not be read: only its parsed parts route it.
+    parts_only = type(
+        "PartsOnlyURL",
+        (http.URL,),
+        {name: property(untouchable) for name in _PUBLIC_PARTS},
+    )
+    router = ResourceRouter("default", {"/risk": RISK}, base_url=API, http=http)
+    assert router.token_resource(parts_only(f"{API}/risk/v1?x=1")) == RISK
+    assert router.token_resource(parts_only(f"{API}/cis/v1")) == "default"
+
+
+# The URL properties that encode or decode a part on each access.
+_PUBLIC_PARTS = ("scheme", "host", "raw_host", "port", "path", "raw_path", "query", "netloc")
+
 
 hosts = st.sampled_from(
     [
