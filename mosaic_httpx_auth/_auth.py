@@ -84,8 +84,10 @@ class MosaicAuth(httpx.Auth):
             its lifetime); 0 uses a token up to its last second.
         refresh_window: Seconds before that at which a token is refreshed while still in use
             (at most half its remaining lifetime); 0 refreshes only expired tokens.
-        max_attempts: Attempts per token fetch, the first included; 1 disables retries.
-            Connection errors, timeouts, 5xx and 429 are retried.
+        max_attempts: Attempts of a token fetch that a caller without a timeout waits for,
+            the first included (1: no retries). A request waits for its token as long as its
+            own pool timeout allows, and the fetch keeps trying connection errors, timeouts,
+            5xx and 429 while a request waits for it.
         backoff: Seconds the first retry waits at most; each next one doubles it (up to
             8 s), with full jitter. A ``Retry-After`` header takes precedence.
         max_retry_after: The longest ``Retry-After`` to honour; a longer one fails the fetch
@@ -97,7 +99,8 @@ class MosaicAuth(httpx.Auth):
         cache: A `TokenCache` to share tokens with other `MosaicAuth` instances.
         on_event: Called with an `AuthEvent` for each token fetch, failed attempt, refresh,
             failed refresh and 401 retry: a place to feed metrics or traces.
-        clock: Returns the current time in seconds since the epoch; for tests.
+        clock: Returns the current time in seconds since the epoch; for tests. Any clock
+            but `time.time` also measures pauses and deadlines, so that a test moves one.
     """
 
     requires_request_body = False
@@ -182,11 +185,15 @@ class MosaicAuth(httpx.Auth):
                 "the client certificate's key is not in this process to derive one from",
                 setting="cache",
             )
+        # Holds, pauses and deadlines are measured on a monotonic clock, which a wall clock
+        # set back or forward cannot stretch; a test's clock measures them too.
+        self._monotonic = time.monotonic if clock is time.time else clock
         self._states = TokenStates(
             leeway=_seconds("leeway", leeway),
             refresh_window=_seconds("refresh_window", refresh_window),
             retry=retry,
             clock=clock,
+            monotonic=self._monotonic,
             owner_alive=loop_alive,
         )
         self._store = TokenStore(
@@ -194,6 +201,7 @@ class MosaicAuth(httpx.Auth):
             self._states,
             telemetry=self._telemetry,
             clock=clock,
+            monotonic=self._monotonic,
             cache=cache,
         )
         # Sync requests: the event loop thread their fetches run on, started at the first.
@@ -249,7 +257,8 @@ class MosaicAuth(httpx.Auth):
         Asked before sending: some transports read a streamed body into memory as they send
         it, and the answer must not depend on the transport."""
         request.headers["Authorization"] = token.authorization
-        return isinstance(request.stream, self._http.ByteStream)
+        stream = request.stream
+        return isinstance(stream, self._http.ByteStream) or _replayable_upload(stream)
 
     def _settled(self, response: httpx.Response) -> bool:
         """Whether `response` ends the flow with nothing more to do: the warm path."""
@@ -270,13 +279,13 @@ class MosaicAuth(httpx.Auth):
             return
         if not _carried(response, token):
             return
-        if not (yield _Refused(resource, token)) or not replayable:
+        if not (yield _Refused(resource, token, _place(request))) or not replayable:
             return
         self._telemetry.report(
             AuthEvent("unauthorized_retry", resource, status_code=401),
             f"{request.method} {request.url.copy_with(query=None, username=None, password=None)}",
         )
-        token = yield _TokenNeeded(resource, request)
+        token = yield _TokenNeeded(resource, request, self._deadline(request))
         self._authorized(request, token)
         response = yield request
         if response.status_code != 401:
@@ -288,7 +297,7 @@ class MosaicAuth(httpx.Auth):
         """Set the bearer token, send, and on a 401 to that token retry once with a new one."""
         resource, token = self._cached_token(request)
         if token is None:
-            token = await self._usable_token(resource, request)
+            token = await self._usable_token(resource, request, self._deadline(request))
         replayable = self._authorized(request, token)
         response = yield request
         if self._settled(response):
@@ -301,9 +310,9 @@ class MosaicAuth(httpx.Auth):
             except StopIteration:
                 return
             if isinstance(step, _TokenNeeded):
-                answer = await self._usable_token(step.resource, step.request)
+                answer = await self._usable_token(step.resource, step.request, step.deadline)
             elif isinstance(step, _Refused):
-                answer = await self._store.refused(step.resource, step.token)
+                answer = await self._store.refused(step.resource, step.token, step.place)
             else:
                 answer = yield step
 
@@ -315,7 +324,7 @@ class MosaicAuth(httpx.Auth):
         self._require_own_token_client()
         resource, token = self._cached_token(request)
         if token is None:
-            token = self._sync_token(resource, request)
+            token = self._sync_token(resource, request, self._deadline(request))
         replayable = self._authorized(request, token)
         response = yield request
         if self._settled(response):
@@ -328,32 +337,52 @@ class MosaicAuth(httpx.Auth):
             except StopIteration:
                 return
             if isinstance(step, _TokenNeeded):
-                answer = self._sync_token(step.resource, step.request)
+                answer = self._sync_token(step.resource, step.request, step.deadline)
             elif isinstance(step, _Refused):
-                answer = self._blocking(self._store.refused, step.resource, step.token)
+                answer = self._blocking(self._store.refused, step.resource, step.token, step.place)
             else:
                 answer = yield step
 
+    def _deadline(self, request: httpx.Request) -> float | None:
+        """Until when `request` may wait for a token (monotonic): its pool timeout, as a token
+        is, like a connection from the pool, something it must have before it is sent."""
+        timeout = request.extensions.get("timeout")
+        seconds = timeout.get("pool") if isinstance(timeout, dict) else None
+        return None if seconds is None else self._monotonic() + seconds
+
+    def _deadline_after(self, timeout: float | None) -> float | None:
+        """The deadline `timeout` seconds from now, for `get_token` and `get_token_sync`."""
+        if timeout is None:
+            return None
+        return self._monotonic() + _seconds("timeout", timeout)
+
     async def _usable_token(
-        self, resource: str | None, request: httpx.Request | None = None
+        self,
+        resource: str | None,
+        request: httpx.Request | None = None,
+        deadline: float | None = None,
     ) -> AccessToken:
-        """The store's token for `resource`. Its failure names `request` as the one that
-        needed it, as httpx's own errors do; without one, the token request, bodiless (its
-        body holds the credentials)."""
+        """The store's token for `resource`, by `deadline`. Its failure names `request` as the
+        one that needed it, as httpx's own errors do; without one, the token request,
+        bodiless (its body holds the credentials)."""
         try:
-            return await self._store.usable_token(resource)
+            return await self._store.token(resource, deadline=deadline)
         except TokenRequestError as error:
             error.request = request or self._http.Request("POST", self._endpoint.token_url)
             raise
 
     def _sync_token(
-        self, resource: str | None, request: httpx.Request | None = None
+        self,
+        resource: str | None,
+        request: httpx.Request | None = None,
+        deadline: float | None = None,
     ) -> AccessToken:
         """A usable token for a sync caller: one still usable is served at once, as the async
-        path does, its refresh started if due; else this thread waits for the fetch."""
+        path does, its refresh started if due; else this thread waits for the fetch, until
+        `deadline`."""
         token, refresh_due = self._states.served_token(resource)
         if token is None:
-            return self._blocking(self._usable_token, resource, request)
+            return self._blocking(self._usable_token, resource, request, deadline)
         if refresh_due:
             # Started on the auth's thread, not waited for: the first there starts it.
             self._loop_thread_for_sync().submit(self._usable_token, resource)
@@ -372,7 +401,7 @@ class MosaicAuth(httpx.Auth):
         loop_thread = self._loop_thread_for_sync()
         try:
             return loop_thread.submit(func, *args).result()
-        except (concurrent.futures.CancelledError, RuntimeError) as error:
+        except concurrent.futures.CancelledError as error:
             resource = args[0] if args and isinstance(args[0], str | None) else None
             raise TokenRequestError(
                 f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth was closed",
@@ -405,22 +434,34 @@ class MosaicAuth(httpx.Auth):
     def _note_acceptance(
         self, response: httpx.Response, resource: str | None, token: AccessToken
     ) -> None:
-        """Tell the states an API took `token`, if `response` answers a request carrying it:
-        a token that answered a 401 counts as good from then on."""
-        if _carried(response, token):
-            self._states.accepted(resource, token)
+        """Tell the states an API took `token`, if `response` is a success answering a request
+        carrying it: a token that answered a 401 counts as good there from then on. Any
+        other answer (a 404, a 5xx) may come before the token is looked at."""
+        if response.is_success and _carried(response, token):
+            self._states.accepted(resource, token, _place(response.request))
 
     def resource_for(self, url: httpx.URL | str) -> str | None:
         """The resource whose token a request to `url` carries."""
         return self._router.resource_for(self._http.URL(url))
 
-    async def get_token(self, resource: str | None = None) -> AccessToken:
-        """A usable token for `resource` (None: the default resource), fetched if need be."""
-        return await self._usable_token(self._router.default if resource is None else resource)
+    async def get_token(
+        self, resource: str | None = None, *, timeout: float | None = None
+    ) -> AccessToken:
+        """A usable token for `resource` (None: the default resource), fetched if need be.
 
-    def get_token_sync(self, resource: str | None = None) -> AccessToken:
-        """`get_token` for sync code: blocks this thread until a token is there."""
-        return self._sync_token(self._router.default if resource is None else resource)
+        Waits at most `timeout` seconds while the token endpoint fails in ways that waiting
+        may heal; without one, for at most `max_attempts` attempts of one fetch.
+        """
+        resource = self._router.default if resource is None else resource
+        return await self._usable_token(resource, None, self._deadline_after(timeout))
+
+    def get_token_sync(
+        self, resource: str | None = None, *, timeout: float | None = None
+    ) -> AccessToken:
+        """`get_token` for sync code: blocks this thread until a token is there, or at most
+        `timeout` seconds."""
+        resource = self._router.default if resource is None else resource
+        return self._sync_token(resource, None, self._deadline_after(timeout))
 
     def stats(self) -> AuthStats:
         """Counters of token requests, errors, 401 retries, cache hits and refreshes."""
@@ -437,7 +478,7 @@ class MosaicAuth(httpx.Auth):
         loop_thread = self._loop_thread
         if loop_thread is not None:
             if not loop_thread.is_current():  # from its own thread (a hook), stop it only
-                with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):
+                with contextlib.suppress(concurrent.futures.CancelledError):
                     loop_thread.submit(self._store.aclose).result()
             loop_thread.stop()
 
@@ -481,18 +522,21 @@ def _seconds(name: str, value: float, *, positive: bool = False) -> float:
 
 @dataclass(frozen=True, slots=True)
 class _TokenNeeded:
-    """The flow needs a usable token for `resource`, for `request`."""
+    """The flow needs a usable token for `resource`, for `request`, by `deadline`."""
 
     resource: str | None
     request: httpx.Request
+    deadline: float | None
 
 
 @dataclass(frozen=True, slots=True)
 class _Refused:
-    """An API answered 401 to `token`: the flow asks whether to retry with a new one."""
+    """An API at `place` answered 401 to `token`: the flow asks whether to retry with a new
+    one."""
 
     resource: str | None
     token: AccessToken
+    place: str
 
 
 _Step = _TokenNeeded | _Refused | httpx.Request
@@ -530,3 +574,26 @@ def _carried(response: httpx.Response, token: AccessToken) -> bool:
     """Whether `response` answers a request that carried `token`: one from a host a redirect
     led to, which got no token, says nothing about it."""
     return bool(response.request.headers.get("Authorization") == token.authorization)
+
+
+def _place(request: httpx.Request) -> str:
+    """Where `request` went, for telling the APIs that refuse a token apart: its origin and
+    path, without the query (which may hold anything)."""
+    url = request.url
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+
+
+def _replayable_upload(stream: object) -> bool:
+    """Whether `stream` is a multipart upload that can be sent again: every file in it is
+    bytes, text, or a file it can seek back to the start of (which httpx does at each send)."""
+    fields = getattr(stream, "fields", None)
+    if type(stream).__name__ != "MultipartStream" or not isinstance(fields, list):
+        return False
+    for field in fields:
+        upload = getattr(field, "file", None)
+        if upload is None or isinstance(upload, (bytes, str)):
+            continue  # a plain form field, or content in memory
+        seekable = getattr(upload, "seekable", None)
+        if not callable(seekable) or not seekable():
+            return False
+    return True

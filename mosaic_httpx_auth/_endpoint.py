@@ -7,6 +7,7 @@ import math
 import re
 import socket
 import ssl
+import zlib
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, cast
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 _MAX_ERROR_TEXT = 300
 MAX_RESPONSE_BYTES = 256 * 1024
 """A token response is a few KiB; reading more would let a broken endpoint exhaust memory."""
+# The content encodings a token response may come in, with the zlib window that inflates each:
+# zlib can stop inflating at a given length, so a small bomb cannot fill memory.
+_ZLIB_WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 
 
 class TokenEndpoint:
@@ -62,13 +66,21 @@ class TokenEndpoint:
     def __repr__(self) -> str:
         return f"TokenEndpoint(token_url={self.token_url!r}, client_id={self.client_id!r})"
 
-    async def request_token(self, resource: str | None) -> AccessToken:
-        """Request a new token for `resource` once; raise `TokenRequestError` if that fails."""
+    async def request_token(
+        self, resource: str | None, *, on_sent: Callable[[], object] | None = None
+    ) -> AccessToken:
+        """Request a new token for `resource` once; raise `TokenRequestError` if that fails.
+
+        `on_sent` is called as the request is handed to the HTTP client: a caller that is
+        cancelled before then has sent nothing.
+        """
         credentials = self.client_auth.credentials(self.token_url)
         form = {"grant_type": "client_credentials", **credentials.form}
         if resource is not None:
             form["resource"] = resource
         client = await self._client()
+        if on_sent is not None:
+            on_sent()
         # `expires_in` counts from when the server answered; counting from before the request
         # was sent errs on the side of refreshing early.
         requested_at = self._clock()
@@ -82,7 +94,13 @@ class TokenEndpoint:
                     "POST",
                     self.token_url,
                     data=form,
-                    headers={"Accept": "application/json", **credentials.headers},
+                    headers={
+                        "Accept": "application/json",
+                        # Not br or zstd, which httpx asks for when it can: those it would
+                        # inflate a whole chunk at a time, past any bound.
+                        "Accept-Encoding": ", ".join(_ZLIB_WBITS),
+                        **credentials.headers,
+                    },
                     timeout=timeout,
                     auth=None,
                 ) as response:
@@ -180,29 +198,54 @@ def _own_client(http: ModuleType) -> httpx.AsyncClient:
 
 
 async def _read_bounded(response: httpx.Response, resource: str | None) -> bytes:
-    """The response body, or a `TokenResponseError` once it grows past what a token needs."""
+    """The response body, inflated, or a `TokenResponseError` once it grows past what a token
+    needs, whether as it arrives or as it inflates."""
 
-    def too_large() -> TokenResponseError:
+    def refused(reason: str) -> TokenResponseError:
         return TokenResponseError(
             f"the token endpoint's answer (HTTP {response.status_code}) to a request for a token "
-            f"{for_resource(resource)} has more than {MAX_RESPONSE_BYTES // 1024} KiB: not a "
-            "token response",
+            f"{for_resource(resource)} {reason}: not a token response",
             status_code=response.status_code,
             resource=resource,
         )
 
+    too_large = f"has more than {MAX_RESPONSE_BYTES // 1024} KiB"
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise too_large()  # refused unread
+        raise refused(too_large)  # refused unread
+    if response.is_stream_consumed:
+        # Read whole as it was made, as an httpx.MockTransport handler's answers are: it is in
+        # memory already, and inflated by httpx.
+        if len(response.content) > MAX_RESPONSE_BYTES:
+            raise refused(too_large)
+        return response.content
+    codings = [
+        coding
+        for value in response.headers.get_list("Content-Encoding", split_commas=True)
+        if (coding := value.strip().lower()) not in ("", "identity")
+    ]
+    if len(codings) > 1 or (codings and codings[0] not in _ZLIB_WBITS):
+        raise refused(f"is encoded as {', '.join(codings)}")
+    inflater = zlib.decompressobj(_ZLIB_WBITS[codings[0]]) if codings else None
     chunks: list[bytes] = []
-    size = 0
+    received = size = 0
+    # Raw, as httpx inflates each chunk whole: 64 KiB of gzip can be 64 MiB.
     # Closed at once, not when collected: trio warns of a generator left half-read.
-    parts = cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+    parts = cast("AsyncGenerator[bytes, None]", response.aiter_raw())
     async with aclosing(parts) as body:
-        async for chunk in body:
+        async for raw in body:
+            received += len(raw)
+            chunk = raw
+            if inflater is not None:
+                try:
+                    # One byte past the bound is enough to refuse; what input this leaves
+                    # uninflated is never needed.
+                    chunk = inflater.decompress(raw, MAX_RESPONSE_BYTES + 1 - size)
+                except zlib.error as exc:
+                    raise refused(f"is not valid {codings[0]}") from exc
             size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
-                raise too_large()
+            if max(received, size) > MAX_RESPONSE_BYTES:
+                raise refused(too_large)
             chunks.append(chunk)
     return b"".join(chunks)
 

@@ -1,23 +1,23 @@
 """The token store: drives the token states (`_token_states`) on an event loop.
 
 The states decide; the store does what they decide. A flight (a fetch or refresh, with its
-retries) runs in a task of the event loop's own, not in the task of the caller who needed it:
-a caller that gives up stops waiting, and the flight goes on for the next caller. Everyone who
-waited gets the outcome: the token, or a copy of the error of their own.
+retries) runs in a task of the event loop's own, not in the task of the caller who needed it,
+and returns its token to the states, which hand it to every waiter: a caller that gives up
+stops waiting, and the flight goes on while anyone else waits. Each waiter leaves with the
+token, a copy of the error of its own, or at its own deadline.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
 from ._cache import CacheKey, CacheLease
-from ._completion import Completion
 from ._exceptions import MosaicAuthError, TokenRequestError
 from ._services import for_resource
 from ._tasks import current_loop, start_detached
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ._endpoint import TokenEndpoint
     from ._telemetry import Telemetry
     from ._token import AccessToken
-    from ._token_states import Flight, TokenStates
+    from ._token_states import Flight, TokenStates, Waiter
 
 _T = TypeVar("_T")
 
@@ -46,6 +46,9 @@ FLEET_WAIT_LIMIT = 3
 # failing: a cold fetch during an outage costs no timeout, but the first after each pause.
 CACHE_PAUSE_FIRST = 2.0
 CACHE_PAUSE_LONGEST = 30.0
+# A caller waiting for a flight that another event loop runs looks this often whether that loop
+# still runs: a loop stopped mid-fetch (its `run_until_complete` returned) tells nobody.
+OWNER_CHECK_INTERVAL = 0.25
 
 
 @dataclass(slots=True)
@@ -94,6 +97,7 @@ class TokenStore:
         *,
         telemetry: Telemetry,
         clock: Callable[[], float],
+        monotonic: Callable[[], float],
         cache: TokenCache | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
@@ -101,39 +105,67 @@ class TokenStore:
         self._states = states
         self._telemetry = telemetry
         self._clock = clock
+        self._monotonic = monotonic
         self._cache = cache
         self._sleep = sleep
         self._running: dict[Flight, anyio.CancelScope] = {}
         self._health = _health_of(cache)
+        # Without a cache, a flight asks the endpoint and nothing else.
+        self._obtain: Callable[[Flight], Awaitable[AccessToken | None]] = (
+            self._request if cache is None else partial(self._through_cache, cache)
+        )
 
-    async def usable_token(self, resource: str | None) -> AccessToken:
-        """A usable token for `resource`, waiting for a fetch if need be.
+    async def token(self, resource: str | None, *, deadline: float | None = None) -> AccessToken:
+        """A usable token for `resource`, waiting for a fetch until `deadline` (monotonic) if
+        need be; without one, for at most the retry policy's attempts of one flight.
 
-        Raises `TokenRequestError` (a copy of its own per caller) when the fetch fails, or at
-        once while the token endpoint's ``Retry-After`` lasts.
+        Raises `TokenRequestError` (a copy of its own per caller) when the fetch fails, when
+        no token can come by `deadline`, or at once when a token request is held back longer
+        than the caller can wait.
         """
+        owner = current_loop()
         while True:
-            step = self._states.demand(resource, owner=current_loop())
+            step = self._states.demand(resource, owner=owner, deadline=deadline)
             if step.start is not None:
-                step.start.done = Completion()
                 start_detached(self._fly, step.start)
             if step.token is not None:
                 self._telemetry.cache_hits += 1
                 return step.token
             if step.error is not None:
-                raise _held_back(step.error, step.retry_in)
-            flight = step.flight
-            if flight is not None:
-                await flight.done.wait()
-                if flight.token is not None:
-                    return flight.token
-                if flight.error is not None:
-                    raise _copy_of(flight.error)
-            # Its event loop ended before it did: ask again.
+                raise step.error
+            if step.waiter is not None:
+                token = await self._wait(step.waiter)
+                if token is not None:
+                    return token
+            # The flight ended without an outcome (its event loop did first): ask again.
 
-    async def refused(self, resource: str | None, token: AccessToken) -> bool:
-        """An API answered 401 to `token`: drop it if the states say so; whether to retry."""
-        refusal = self._states.refused(resource, token)
+    async def _wait(self, waiter: Waiter) -> AccessToken | None:
+        """Wait for `waiter`'s flight to give it a token or an error; None: ask again."""
+        states, flight = self._states, waiter.flight
+        try:
+            while True:
+                verdict, changed = states.verdict(waiter)
+                if verdict.token is not None:
+                    return verdict.token
+                if verdict.error is not None:
+                    raise verdict.error
+                if not verdict.waiting:
+                    return None
+                limit = math.inf
+                if verdict.wait_until is not None:
+                    limit = verdict.wait_until - self._monotonic()
+                if flight.owner is not waiter.owner:
+                    # Another event loop runs it: look now and then whether it still runs.
+                    limit = min(limit, OWNER_CHECK_INTERVAL)
+                with anyio.move_on_after(max(limit, 0.0)):
+                    await changed.wait()
+        finally:
+            states.leave(waiter)
+
+    async def refused(self, resource: str | None, token: AccessToken, place: str) -> bool:
+        """An API at `place` answered 401 to `token`: drop it if the states say so; whether
+        to retry."""
+        refusal = self._states.refused(resource, token, place)
         if refusal is Refusal.DROPPED and self._cache is not None:
             # Only once per token, not once per request that carried it.
             await self._shared(self._cache.discard, self._key(resource), token)
@@ -149,66 +181,70 @@ class TokenStore:
         await self._endpoint.aclose()
 
     async def _fly(self, flight: Flight) -> None:
-        """Run `flight` to its outcome and tell its waiters; never raises but cancellation."""
+        """Run `flight` to its outcome and report it to the states, which tell its waiters;
+        never raises but cancellation."""
+        states, resource = self._states, flight.resource
         try:
             with anyio.CancelScope() as scope:
                 self._running[flight] = scope
-                await self._obtain(flight)
+                token = await self._obtain(flight)
             if scope.cancelled_caught:
-                resource = flight.resource
-                self._give_up(
-                    flight,
-                    TokenRequestError(
-                        f"the token fetch {for_resource(resource)} was stopped: the "
-                        "MosaicAuth was closed",
-                        resource=resource,
-                    ),
+                raise TokenRequestError(
+                    f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth "
+                    "was closed",
+                    resource=resource,
                 )
         except Exception as error:  # every failure goes to the waiters
             self._give_up(flight, error)
         except BaseException:
-            self._states.abandoned(flight)  # the event loop is shutting down
+            states.abandoned(flight)  # the event loop is shutting down
             raise
+        else:
+            if token is None:
+                return  # nobody waits for it any more
+            states.fetched(flight, token)
+            if flight.purpose == "refresh":
+                expires_in = token.expires_at - self._clock()
+                self._telemetry.report(
+                    AuthEvent("token_refreshed", resource, expires_in=expires_in)
+                )
         finally:
             del self._running[flight]
-            flight.done.set()
 
-    async def _obtain(self, flight: Flight) -> None:
-        """A token for `flight`: from the shared cache if it has a good one, else the endpoint."""
-        resource, cache = flight.resource, self._cache
-        key = self._key(resource)
-        token, lease = await self._claim(flight, key)
+    async def _through_cache(self, cache: TokenCache, flight: Flight) -> AccessToken | None:
+        """A token for `flight`: `cache`'s if it has a good one, else the endpoint's, fetched
+        for everybody while this process holds the entry's lease."""
+        key = self._key(flight.resource)
+        token, lease = await self._claim(flight, cache, key)
+        if token is not None:
+            return token
+        if lease is None:
+            return await self._request(flight)
+        try:
+            token = await self._fetch_for_the_fleet(flight, cache, key, lease)
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # let the next process try at once
+                await self._shared(cache.release, key, lease)
+            raise
         if token is None:
-            try:
-                if cache is not None and lease is not None:
-                    token = await self._fetch_for_the_fleet(flight, cache, key, lease)
-                else:
-                    token = await self._request_with_retries(flight)
-            except BaseException:
-                if cache is not None and lease is not None:
-                    with anyio.CancelScope(shield=True):  # let the next process try at once
-                        await self._shared(cache.release, key, lease)
-                raise
-            if cache is not None and lease is not None:
-                # Stored before it is used here: a 401 to it must find it there to discard.
-                expires_in = token.expires_at - self._clock()
-                await self._shared(cache.store, key, token, lease=lease, expires_in=expires_in)
-        self._states.fetched(flight, token)
-        if flight.purpose == "refresh":
-            expires_in = token.expires_at - self._clock()
-            self._telemetry.report(AuthEvent("token_refreshed", resource, expires_in=expires_in))
+            await self._shared(cache.release, key, lease)
+            return None
+        # Stored before it is used here: a 401 to it must find it there to discard.
+        expires_in = token.expires_at - self._clock()
+        await self._shared(cache.store, key, token, lease=lease, expires_in=expires_in)
+        return token
 
     async def _fetch_for_the_fleet(
         self, flight: Flight, cache: TokenCache, key: CacheKey, lease: CacheLease
-    ) -> AccessToken:
+    ) -> AccessToken | None:
         """Request `flight`'s token while holding `lease`, renewing it as long as that takes:
         a slow token endpoint must not let the lease lapse into a second request."""
-        fetched: list[AccessToken] = []
+        fetched: list[AccessToken | None] = []
         failed: list[Exception] = []
 
         async def fetch() -> None:
             try:
-                fetched.append(await self._request_with_retries(flight))
+                fetched.append(await self._request(flight))
             except Exception as error:
                 failed.append(error)
             finally:
@@ -227,22 +263,30 @@ class TokenStore:
             raise failed[0]
         return fetched[0]
 
-    async def _request_with_retries(self, flight: Flight) -> AccessToken:
-        """Ask the endpoint, retrying as the states allow; raise the last failure."""
-        resource = flight.resource
-        started = self._clock()
+    async def _request(self, flight: Flight) -> AccessToken | None:
+        """Ask the endpoint, trying again while the states say a waiter can use it; raise the
+        last failure. None: nobody waits for the flight any more."""
+        states, resource = self._states, flight.resource
         while True:
-            flight.attempt += 1
-            self._telemetry.token_requests += 1
+            wait = flight.next_attempt_at - self._monotonic()
+            if wait > 0:
+                await self._sleep(wait)
+            if not states.attempt_starts(flight):
+                return None
+            attempt, started = flight.attempts, self._monotonic()
+
+            def sent(attempt: int = attempt) -> None:
+                self._telemetry.report(AuthEvent("token_requested", resource, attempt=attempt))
+
             try:
-                token = await self._endpoint.request_token(resource)
+                token = await self._endpoint.request_token(resource, on_sent=sent)
             except TokenRequestError as error:
-                retry_in = self._states.attempt_failed(flight, error)
+                retry_in = states.attempt_failed(flight, error)
                 self._telemetry.report(
                     AuthEvent(
                         "token_request_failed",
                         resource,
-                        attempt=flight.attempt,
+                        attempt=attempt,
                         status_code=error.status_code,
                         error=type(error).__name__,
                         retry_in=retry_in,
@@ -250,22 +294,16 @@ class TokenStore:
                     error,
                 )
                 if retry_in is None:
-                    if flight.attempt > 1:  # the wait a person saw, not one attempt's
-                        error.args = (
-                            f"{error.args[0]} (the last of {flight.attempt} attempts, "
-                            f"{self._clock() - started:.0f} s after the first)",
-                        )
                     raise
-                await self._sleep(retry_in)
                 continue
-            now = self._clock()
+            first = flight.first_attempt_at if flight.first_attempt_at is not None else started
             self._telemetry.report(
                 AuthEvent(
                     "token_fetched",
                     resource,
-                    attempt=flight.attempt,
-                    duration=now - started,
-                    expires_in=token.expires_at - now,
+                    attempt=attempt,
+                    duration=self._monotonic() - first,
+                    expires_in=token.expires_at - self._clock(),
                 )
             )
             return token
@@ -296,14 +334,11 @@ class TokenStore:
             )
 
     async def _claim(
-        self, flight: Flight, key: CacheKey
+        self, flight: Flight, cache: TokenCache, key: CacheKey
     ) -> tuple[AccessToken | None, CacheLease | None]:
         """The shared cache's token for `flight`, if it has one the states accept; else the
         lease to fetch one for everybody, once nobody else holds it. (None, None): no cache,
         or it failed, or the lease holder took too long, and the flight fetches on its own."""
-        cache = self._cache
-        if cache is None:
-            return None, None
         passing_over: AccessToken | None = None
         pause, waited = FLEET_POLL_FIRST, 0.0
         while True:
@@ -348,7 +383,7 @@ class TokenStore:
         A shared cache outage must not fail requests: tokens are fetched directly instead.
         """
         health = self._health
-        if not during_pause and self._clock() < health.resumes_at:
+        if not during_pause and self._monotonic() < health.resumes_at:
             return _UNAVAILABLE
         epoch = health.epoch
         try:
@@ -358,7 +393,7 @@ class TokenStore:
                 self._cache_failed(error)
             return _UNAVAILABLE
         if health.failed_at is not None:
-            duration = self._clock() - health.failed_at
+            duration = self._monotonic() - health.failed_at
             health.failed_at, health.pause = None, CACHE_PAUSE_FIRST
             health.epoch += 1
             self._telemetry.report(AuthEvent("cache_recovered", None, duration=duration))
@@ -367,7 +402,7 @@ class TokenStore:
     def _cache_failed(self, error: Exception) -> None:
         """Leave the shared cache alone for a pause that doubles while it keeps failing, and
         report the outage when it begins."""
-        health, now = self._health, self._clock()
+        health, now = self._health, self._monotonic()
         pause = health.pause
         health.resumes_at = now + pause
         health.pause = min(pause * 2, CACHE_PAUSE_LONGEST)
@@ -389,27 +424,3 @@ class TokenStore:
             resource,
             credential=endpoint.client_auth.cache_secret,
         )
-
-
-def _copy_of(error: MosaicAuthError) -> MosaicAuthError:
-    """`error` again, for one more waiter: one exception object raised in many tasks would
-    gather all their tracebacks."""
-    duplicate = copy.copy(error)
-    duplicate.__cause__ = error.__cause__
-    duplicate.__suppress_context__ = True
-    return duplicate
-
-
-def _held_back(error: TokenRequestError, retry_in: float) -> TokenRequestError:
-    """The error for a caller while the token endpoint's ``Retry-After`` lasts."""
-    held = TokenRequestError(
-        f"not asking the token endpoint for a token {for_resource(error.resource)} for "
-        f"{retry_in:.0f} s more, as it asked: {error}",
-        status_code=error.status_code,
-        error=error.error,
-        error_description=error.error_description,
-        resource=error.resource,
-        retry_after=retry_in,
-    )
-    held.__cause__ = error.__cause__
-    return held

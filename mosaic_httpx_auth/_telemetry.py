@@ -17,6 +17,7 @@ logger = logging.getLogger("mosaic_httpx_auth")
 logger.addHandler(logging.NullHandler())
 
 EventName = Literal[
+    "token_requested",
     "token_fetched",
     "token_request_failed",
     "token_refreshed",
@@ -33,6 +34,8 @@ class AuthEvent:
 
     Never carries a secret or a token.
 
+    - ``token_requested``: a token request (attempt number `attempt`) was handed to the HTTP
+      client; logged at DEBUG.
     - ``token_fetched``: a token request succeeded; `duration` covers every attempt and
       `expires_in` is the new token's lifetime.
     - ``token_request_failed``: one attempt failed; `retry_in` is the wait before the next
@@ -61,7 +64,8 @@ class AuthStats:
     """Counters since a `MosaicAuth` was made, from `MosaicAuth.stats()`."""
 
     token_requests: int
-    """Requests sent to the token endpoint, retries included."""
+    """Requests sent to the token endpoint, retries included (a fetch whose event loop ended
+    before it sent anything sent nothing)."""
     token_errors: int
     """Token requests that failed: refused, unreachable, timed out or unusable."""
     unauthorized_retries: int
@@ -78,6 +82,7 @@ class AuthStats:
 
 # Each event's counter (if it has one) and log level.
 _REPORTS: dict[EventName, tuple[str | None, int]] = {
+    "token_requested": ("token_requests", logging.DEBUG),
     "token_fetched": (None, logging.INFO),
     "token_request_failed": ("token_errors", logging.WARNING),
     "token_refreshed": ("refreshes", logging.INFO),
@@ -137,6 +142,8 @@ class Telemetry:
 def log_line(event: AuthEvent, detail: object = None) -> str:
     """The log line for `event`: what happened to which resource's token, and what comes next."""
     resource = event.resource
+    if event.name == "token_requested":
+        return f"token request {event.attempt} {for_resource(resource)} sent"
     if event.name == "token_fetched":
         attempts = "1 attempt" if event.attempt == 1 else f"{event.attempt} attempts"
         return (

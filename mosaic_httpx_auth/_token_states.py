@@ -1,51 +1,69 @@
-"""The life of each resource's token: named states, and every transition between them.
+"""The life of each resource's token: named states, every transition between them, and the
+flights that fetch tokens with the callers who wait for them.
 
 These rules do no I/O, never await and hold no lock across a wait, so that every driver
 shares them: the async store (whose fleet-wide lease decides who fetches, while `accepts`
-decides whether a token from the fleet will do) and a thread-based driver next. A driver
-asks what to do (`demand`), does it, and reports back (`attempt_failed`, `fetched`, `failed`,
-`abandoned`, `refused`). Each transition is one short method; a `threading.Lock` makes each
-one atomic, so drivers on several threads can share the states.
+decides whether a token from the fleet will do) and the sync callers it serves. A caller asks
+what to do (`demand`); a flight's driver asks before each attempt (`attempt_starts`) and
+reports back (`attempt_failed`, `fetched`, `failed`, `abandoned`); a waiter asks what its
+flight means for it (`verdict`) each time the flight changes, and leaves (`leave`). Each
+transition is one short method; a `threading.Lock` makes each one atomic, so drivers on several
+threads can share the states.
 
-A resource is in one phase at a time, worked out from its record and the clock::
+A resource is in one phase at a time, worked out from its record and the clocks::
 
     EMPTY ─────────── demand ───────────▶ FETCHING ── fetched ──▶ FRESH
       ▲                                    │  ▲                    │ refresh_at
-      │ failed, no Retry-After             │  │ demand             ▼
+      │ failed, nobody waits               │  │ demand             ▼
       ├────────────────────────────────────┘  │               ── STALE ── demand ──▶ REFRESHING
-      │ failed with Retry-After               │              │                        │  │
+      │ failed, waiting may help              │              │                        │  │
       ▼                                       │              │ failed: serve the      │  │ fetched
-    BACKING_OFF ── retry_at passes ───────────┘              │ token, try again later │  ▼
-      (callers fail at once; a usable token                  ▼                        │ FRESH
-       is still served, without refreshing)            BACKING_OFF ◀──────────────────┘
+    BACKING_OFF ── demand, or retry_at ───────┘              │ token, try again later │  ▼
+      (a caller who can wait that long starts                ▼                        │ FRESH
+       a flight that begins at retry_at)               BACKING_OFF ◀──────────────────┘
 
 - FRESH: a usable token before its `refresh_at`: served from memory, nothing else happens.
 - STALE: still usable, past `refresh_at`: served, and the first caller starts a refresh.
 - REFRESHING: still usable, a refresh under way: served; nobody waits for the refresh.
-- FETCHING: no usable token, a fetch under way: callers wait for its outcome, and a refresh
-  that callers now wait on gets the full retry policy instead of its single attempt.
-- BACKING_OFF: a token request failed and the next must wait: until `retry_at`, as the
-  endpoint's Retry-After asked (a usable token is served, otherwise callers fail at once with
-  a copy of the failure), or, after a failed refresh, until `refresh_after` (the token is
-  served; a caller left with no usable token fetches at once).
+- FETCHING: no usable token, a flight under way: callers wait for it, each until its own
+  deadline. The flight tries again after each transient failure (no answer, a timeout, 5xx,
+  429) while a waiter can still use the next attempt: one with a deadline after it, or one
+  without a deadline within its `max_attempts`. A failure that waiting cannot heal (other 4xx,
+  an unusable answer) ends the flight for every waiter at once.
+- BACKING_OFF: the last flight failed and the next token request must wait until `retry_at`:
+  the endpoint's Retry-After, or the next step of a backoff that keeps growing across flights,
+  so that a long outage costs one token request per step however many callers wait. A usable
+  token is served meanwhile; a caller without one who can wait that long starts a flight that
+  begins then, and one who cannot fails at once with a copy of the failure. After a failed
+  refresh, the token is served until `refresh_after`.
 - EMPTY: no usable token and nothing under way: the first caller starts a fetch.
 
-A token expires (`usable_until`) into EMPTY, or BACKING_OFF while a pause lasts. A 401 from an
-API (`refused`) drops the token it names, unless a newer one replaced it or it was itself
-fetched in answer to a 401 moments ago and no API has `accepted` it since (then the API
-refuses any token, and dropping it would only hammer the token endpoint). Refused tokens are
-remembered until they expire, so that no cache can hand one back.
+Token expiry is read on the wall clock (`clock`), as a token's ``exp`` is a date; holds,
+deadlines and pauses on a monotonic clock (`monotonic`), which a stepped wall clock cannot
+stretch or shrink.
+
+A 401 from an API (`refused`) drops the token it names, unless a newer one replaced it, or the
+place that refused it refuses every token: it refused the token fetched in answer to its own
+refusal. Such a place is remembered while that token lives, and its 401s drop nothing more, so
+it costs at most one token request and the APIs that accept the token keep it. A 401 while
+the endpoint holds token requests back drops nothing either (no replacement could come), and a
+dropped token whose replacement failed is served again to the APIs that still accept it.
+Refused tokens are remembered until they expire, so that no cache can hand one back.
 """
 
 from __future__ import annotations
 
+import copy
 import enum
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
+from ._completion import Completion
 from ._exceptions import TokenRequestError
+from ._retry import is_retryable
+from ._services import for_resource
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,10 +72,6 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._token import AccessToken
 
-# A token fetched in answer to a 401 and refused before any request with it succeeded, within
-# this many seconds, is kept: the API refuses every token, and fetching more would only spend
-# the token endpoint's rate limit.
-REFUSAL_COOLDOWN = 30.0
 # The longest a Retry-After holds every token request back: a wrong date or a broken proxy
 # must not stop a service for days. Past it, one request goes out and asks again.
 RETRY_AFTER_HOLD_LIMIT = 600.0
@@ -82,51 +96,116 @@ class Refusal(enum.Enum):
     REPLACED = "replaced"
     """A newer token had already replaced it: retry with that one."""
     KEPT = "kept"
-    """It answered a refusal moments ago and no API has accepted it since: the API refuses
-    every token, and a new one would not help. Kept, and no retry."""
+    """The place refuses every token, or no new one can come now: kept, and no retry."""
 
 
 Purpose = Literal["fetch", "refresh"]
 
 
-@dataclass(eq=False, slots=True)
 class Flight:
-    """One token request under way for a resource (with its retries), and its outcome.
+    """One token request under way for a resource, with its retries, and what its waiters read.
 
-    `owner` is the event loop (or thread) that runs it; a flight whose owner has ended is
-    replaced. `done` is the driver's completion signal; these rules never touch it.
+    `TokenStates` alone writes it, under its lock, and wakes the waiters through `changed`
+    each time something they read moves: an attempt failed, or the flight ended with a token,
+    an error, or nothing (its event loop ended first; its waiters ask again). `owner` is the
+    event loop that runs it.
     """
 
-    resource: str | None
-    purpose: Purpose
+    __slots__ = (
+        "_changed",
+        "attempts",
+        "ended",
+        "error",
+        "failures",
+        "first_attempt_at",
+        "last_error",
+        "next_attempt_at",
+        "owner",
+        "purpose",
+        "resource",
+        "token",
+        "waiters",
+    )
+
+    def __init__(
+        self, resource: str | None, purpose: Purpose, owner: object, *, starts_at: float
+    ) -> None:
+        self.resource = resource
+        self.purpose: Purpose = purpose
+        self.owner = owner
+        self.attempts = 0
+        self.failures = 0
+        self.next_attempt_at = starts_at
+        """When the next attempt goes out (monotonic): now, after a backoff, or a hold."""
+        self.first_attempt_at: float | None = None
+        self.last_error: TokenRequestError | None = None
+        self.waiters: list[Waiter] = []
+        self.token: AccessToken | None = None
+        self.error: MosaicAuthError | None = None
+        self.ended = False
+        self._changed = Completion()
+
+    def __repr__(self) -> str:
+        return (
+            f"Flight({self.purpose} {for_resource(self.resource)}, attempts={self.attempts}, "
+            f"waiters={len(self.waiters)}, ended={self.ended})"
+        )
+
+    @property
+    def changed(self) -> Completion:
+        """Set when the flight next changes: read it before reading the flight."""
+        return self._changed
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, Completion()
+        changed.set()
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """A caller waiting for `flight`, until `deadline` (monotonic) or, without one, for at most
+    the retry policy's `max_attempts` of it."""
+
+    flight: Flight
     owner: object
-    done: Any = None
-    waited_on: bool = False
-    """Whether a caller waits for it, so that it deserves every attempt the policy allows."""
-    attempt: int = 0
-    token: AccessToken | None = None
-    error: MosaicAuthError | None = None
+    deadline: float | None
+    joined_at: float
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What `demand` tells a caller to do: serve `token`, or wait for `flight`, or raise `error`.
+    """What `demand` tells a caller to do: serve `token`, or wait as `waiter`, or raise `error`.
 
     `start` is a flight the caller must start (without waiting for it when it is a refresh).
     """
 
     token: AccessToken | None = None
-    flight: Flight | None = None
+    waiter: Waiter | None = None
     start: Flight | None = None
     error: TokenRequestError | None = None
-    retry_in: float = 0.0
-    """With `error`: seconds until a token request may go out again."""
+    """A copy of its own for the caller: its ``retry_after`` is how long until a token
+    request may go out again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a flight means for one waiter now: its `token`, or its `error`, or wait for the
+    flight's next change until `wait_until` (monotonic; None: no limit), or, with none of
+    these, ask again (the flight ended without an outcome)."""
+
+    token: AccessToken | None = None
+    error: MosaicAuthError | None = None
+    wait_until: float | None = None
+    waiting: bool = False
+
+
+_ASK_AGAIN = Verdict()
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """A token and when it turns stale and stops being usable: replaced whole, never edited,
-    so that the warm path can read it without a lock."""
+    """A token and when it turns stale and stops being usable (wall clock): replaced whole,
+    never edited, so that the warm path can read it without a lock."""
 
     token: AccessToken | None
     refresh_at: float
@@ -143,31 +222,35 @@ class _Record:
     entry: _Entry = _NO_ENTRY
     flight: Flight | None = None
     retry_at: float = -math.inf
-    """No token request before this: the endpoint asked to wait (``Retry-After``)."""
+    """No token request before this (monotonic): Retry-After, or the backoff's next step."""
     error: TokenRequestError | None = None
     """The failure that set `retry_at`."""
+    failures: int = 0
+    """Token requests that failed in a row: the backoff's step, across flights."""
     refresh_after: float = -math.inf
-    """No refresh before this: the last one failed, and the token is served meanwhile."""
-    refusal_pending: bool = False
-    """Whether an API refused the last token, and no new one has arrived since."""
-    answers_refusal: bool = False
-    """Whether the token was fetched because an API refused the one before, and no request
-    with it has succeeded yet."""
-    received_at: float = -math.inf
+    """No refresh before this (monotonic): the last one failed, and the token is served."""
+    dropped: _Entry = _NO_ENTRY
+    """The token a 401 dropped, until its replacement arrives: served again if that fails."""
+    refused_at: str | None = None
+    """The place whose 401 dropped the last token, until a new one arrives."""
+    answers: str | None = None
+    """The place whose 401 the current token answers, until that place accepts it."""
+    refuses_all: dict[str, float] = field(default_factory=dict, repr=False)
+    """Places that refused the token fetched for them, until that token's expiry (wall)."""
     refused: dict[str, float] = field(default_factory=dict, repr=False)
     """Tokens an API refused, with their expiry: never to be taken back from a cache."""
 
-    def phase(self, now: float) -> Phase:
+    def phase(self, now: float, monotonic_now: float) -> Phase:
         usable = now < self.entry.usable_until
         if self.flight is not None:
             return Phase.REFRESHING if usable else Phase.FETCHING
-        if now < self.retry_at:
+        if monotonic_now < self.retry_at:
             return Phase.BACKING_OFF
         if not usable:
             return Phase.EMPTY
         if now < self.entry.refresh_at:
             return Phase.FRESH
-        return Phase.BACKING_OFF if now < self.refresh_after else Phase.STALE
+        return Phase.BACKING_OFF if monotonic_now < self.refresh_after else Phase.STALE
 
 
 class TokenStates:
@@ -186,6 +269,7 @@ class TokenStates:
         refresh_window: float,
         retry: RetryPolicy,
         clock: Callable[[], float],
+        monotonic: Callable[[], float],
         owner_alive: Callable[[object], bool] = lambda owner: True,
         refresh_retry_interval: float = 5.0,
     ) -> None:
@@ -194,12 +278,13 @@ class TokenStates:
         self.retry = retry
         self.refresh_retry_interval = refresh_retry_interval
         self._clock = clock
+        self._monotonic = monotonic
         self._owner_alive = owner_alive
         self._records: dict[str | None, _Record] = {}
         self._lock = threading.Lock()
         self.on_probation: set[str | None] = set()
-        """Resources whose token answers a refusal and has not been accepted by an API yet:
-        the request flow reports acceptance only while this is not empty."""
+        """Resources whose token answers a refusal and has not been accepted there yet: the
+        request flow reports acceptance only while this is not empty."""
 
     def fresh_token(self, resource: str | None) -> AccessToken | None:
         """The fresh token for `resource`, or None: the warm path, with no lock."""
@@ -218,130 +303,203 @@ class TokenStates:
         now, entry = self._clock(), record.entry
         if now >= entry.usable_until:
             return None, False
-        return entry.token, record.phase(now) is Phase.STALE
+        return entry.token, record.phase(now, self._monotonic()) is Phase.STALE
 
     def phase(self, resource: str | None) -> Phase:
         """The phase `resource`'s token is in now."""
         record = self._records.get(resource)
-        return Phase.EMPTY if record is None else record.phase(self._clock())
+        if record is None:
+            return Phase.EMPTY
+        return record.phase(self._clock(), self._monotonic())
 
-    def demand(self, resource: str | None, *, owner: object) -> Step:
-        """A caller on `owner` (its event loop or thread) needs a token for `resource`."""
+    def demand(self, resource: str | None, *, owner: object, deadline: float | None = None) -> Step:
+        """A caller on `owner` (its event loop) needs a token for `resource`, by `deadline`
+        (monotonic) if it has one."""
         with self._lock:
             record = self._records.setdefault(resource, _Record())
             flight = record.flight
-            if (
-                flight is not None
-                and flight.owner is not owner
-                and not self._owner_alive(flight.owner)
-            ):
-                # Its event loop has ended: start afresh here (its outcome, should it ever
-                # come, still counts).
-                record.flight = None
-            now = self._clock()
-            phase = record.phase(now)
+            if flight is not None and flight.owner is not owner and not self._alive(flight):
+                self._end(record, flight)  # its event loop is gone: its waiters ask again
+            now, monotonic_now = self._clock(), self._monotonic()
+            phase = record.phase(now, monotonic_now)
             if phase is Phase.FRESH or phase is Phase.REFRESHING:
                 return Step(token=record.entry.token)
             if phase is Phase.STALE:
-                record.flight = Flight(resource, "refresh", owner)
+                record.flight = Flight(resource, "refresh", owner, starts_at=monotonic_now)
                 return Step(token=record.entry.token, start=record.flight)
             if phase is Phase.FETCHING and record.flight is not None:
-                record.flight.waited_on = True
-                return Step(flight=record.flight)
+                return Step(waiter=self._join(record.flight, owner, deadline, monotonic_now))
+            starts_at = monotonic_now
             if phase is Phase.BACKING_OFF:
                 if now < record.entry.usable_until:
                     return Step(token=record.entry.token)
                 if record.error is not None:
-                    return Step(error=record.error, retry_in=record.retry_at - now)
-            record.flight = Flight(resource, "fetch", owner, waited_on=True)
-            return Step(flight=record.flight, start=record.flight)
+                    if not self._may_wait(deadline, record.retry_at, monotonic_now):
+                        retry_in = record.retry_at - monotonic_now
+                        allowed = None if deadline is None else deadline - monotonic_now
+                        held = _held_back(record.error, retry_in, record.failures, allowed)
+                        return Step(error=held)
+                    starts_at = record.retry_at
+            flight = record.flight = Flight(resource, "fetch", owner, starts_at=starts_at)
+            return Step(waiter=self._join(flight, owner, deadline, monotonic_now), start=flight)
+
+    def verdict(self, waiter: Waiter) -> tuple[Verdict, Completion]:
+        """What `waiter`'s flight means for it now, and the signal of the flight's next change
+        (taken with the verdict, so that no change falls between them)."""
+        flight = waiter.flight
+        with self._lock:
+            changed = flight.changed
+            if flight.token is not None:
+                return Verdict(token=flight.token), changed
+            if flight.owner is not waiter.owner and not self._alive(flight):
+                self._end(self._records[flight.resource], flight)
+            if flight.ended and flight.error is None:
+                return _ASK_AGAIN, changed
+            deadline, now = waiter.deadline, self._monotonic()
+            if deadline is not None and (now >= deadline or flight.next_attempt_at >= deadline):
+                # Whether the flight goes on for others or gave up for want of time.
+                return Verdict(error=self._too_late(waiter, now)), changed
+            if flight.error is not None:
+                return Verdict(error=_copy_of(flight.error)), changed
+            if deadline is not None:
+                return Verdict(wait_until=deadline, waiting=True), changed
+            if flight.failures >= self.retry.max_attempts and flight.last_error is not None:
+                # Others with a deadline keep the flight going; this caller's attempts are spent.
+                return Verdict(error=_after_attempts(flight, flight.last_error, now)), changed
+            return Verdict(waiting=True), changed
+
+    def leave(self, waiter: Waiter) -> None:
+        """`waiter` stopped waiting: it got its outcome, gave up, or was cancelled."""
+        with self._lock:
+            waiters = waiter.flight.waiters
+            if waiter in waiters:
+                waiters.remove(waiter)
+
+    def attempt_starts(self, flight: Flight) -> bool:
+        """Whether `flight` makes its next attempt now: a refresh makes its first whatever
+        happens, and every other attempt goes out only while somebody waits for it. A flight
+        nobody waits for any more ends there."""
+        with self._lock:
+            record = self._records[flight.resource]
+            if record.flight is not flight or flight.ended:
+                return False
+            if not flight.waiters and (flight.purpose == "fetch" or flight.attempts > 0):
+                self._end(record, flight)
+                return False
+            if flight.attempts == 0:
+                flight.first_attempt_at = self._monotonic()
+            flight.attempts += 1
+            return True
 
     def attempt_failed(self, flight: Flight, error: TokenRequestError) -> float | None:
         """Seconds to wait before `flight`'s next attempt, or None to give up with `error`.
 
-        A refresh nobody waits for makes one attempt: the token it replaces is still usable.
+        Another attempt is made when waiting may heal the failure and a waiter can still use
+        it: one whose deadline comes after it, or one without a deadline within its
+        `max_attempts`. A refresh nobody waits for makes one attempt: the token it replaces
+        is still usable.
         """
         with self._lock:
-            if self._records[flight.resource].flight is not flight:
+            record = self._records[flight.resource]
+            if record.flight is not flight:
                 return None  # superseded: its callers were served by another flight
-            max_attempts = self.retry.max_attempts if flight.waited_on else 1
-            return self.retry.retry_in(error, attempt=flight.attempt, max_attempts=max_attempts)
+            now = self._monotonic()
+            flight.last_error, flight.failures = error, flight.failures + 1
+            delay = self._backoff(record, error)
+            if delay is not None:
+                flight.next_attempt_at = now + delay
+            flight._wake()
+            if delay is None or not self._worth_waiting(flight):
+                return None
+            return delay
 
     def fetched(self, flight: Flight, token: AccessToken) -> None:
         """`flight` got `token` (from the endpoint, or a shared cache)."""
         with self._lock:
             record = self._records[flight.resource]
-            flight.token = token
+            flight.token, flight.ended = token, True
+            flight._wake()
             if record.flight is flight:
                 record.flight = None
             current = record.entry.token
             if current is not None and token.expires_at < current.expires_at:
                 return  # a newer token arrived first: keep it
-            record.entry = self._entry_for(token)
-            record.answers_refusal, record.refusal_pending = record.refusal_pending, False
-            if record.answers_refusal:
+            record.entry, record.dropped = self._entry_for(token), _NO_ENTRY
+            record.answers, record.refused_at = record.refused_at, None
+            if record.answers is not None:
                 self.on_probation.add(flight.resource)
             else:
                 self.on_probation.discard(flight.resource)
-            record.received_at = self._clock()
             record.retry_at, record.error, record.refresh_after = -math.inf, None, -math.inf
+            record.failures = 0
 
     def failed(self, flight: Flight, error: MosaicAuthError) -> float | None:
         """`flight` gave up with `error`. Returns the pause before the next refresh when a
         still-usable token goes on being served (stale-if-error), else None.
 
-        A ``Retry-After`` holds every token request back for that long; a failed refresh also
-        rests `refresh_retry_interval` seconds, while its token is served.
+        A failure that waiting may heal holds every token request back until the flight's next
+        attempt would have gone out (``Retry-After``, capped, or the backoff's next step).
         """
         with self._lock:
             record = self._records[flight.resource]
-            flight.error = error
+            if flight.failures > 1:
+                error = _after_attempts(flight, error, self._monotonic())
+            flight.error, flight.ended = error, True
+            flight._wake()
             if record.flight is not flight:
                 return None
             record.flight = None
-            now = self._clock()
-            retry_after = error.retry_after if isinstance(error, TokenRequestError) else None
-            if retry_after and isinstance(error, TokenRequestError):
-                record.retry_at = now + min(retry_after, RETRY_AFTER_HOLD_LIMIT)
-                record.error = error
+            now, monotonic_now = self._clock(), self._monotonic()
+            if isinstance(error, TokenRequestError) and flight.last_error is not None:
+                if error.retry_after:
+                    hold = min(error.retry_after, RETRY_AFTER_HOLD_LIMIT)
+                    record.retry_at, record.error = monotonic_now + hold, error
+                elif is_retryable(error) and flight.next_attempt_at > monotonic_now:
+                    record.retry_at, record.error = flight.next_attempt_at, error
+            if record.entry.token is None and now < record.dropped.usable_until:
+                # The replacement for a token one place refused failed: the others had it.
+                record.entry, record.refused_at = record.dropped, None
             if now >= record.entry.usable_until:
                 return None
+            retry_after = error.retry_after if isinstance(error, TokenRequestError) else None
             pause = max(retry_after or 0.0, self.refresh_retry_interval)
-            record.refresh_after = now + pause
+            record.refresh_after = monotonic_now + pause
             return pause
 
     def abandoned(self, flight: Flight) -> None:
         """`flight` ended without an outcome (its event loop closed, or it was cancelled)."""
         with self._lock:
-            record = self._records[flight.resource]
-            if record.flight is flight:
-                record.flight = None
+            self._end(self._records[flight.resource], flight)
 
-    def accepted(self, resource: str | None, token: AccessToken) -> None:
-        """An API accepted `token`: a later 401 to it is a revocation, not a refusal of every
-        token."""
+    def accepted(self, resource: str | None, token: AccessToken, place: str) -> None:
+        """An API at `place` answered a request carrying `token` with success: a later 401
+        there is a revocation, not a refusal of every token."""
         with self._lock:
             record = self._records.get(resource)
-            if record is not None and record.entry.token == token:
-                record.answers_refusal = False
+            if record is not None and record.entry.token == token and record.answers == place:
+                record.answers = None
                 self.on_probation.discard(resource)
 
-    def refused(self, resource: str | None, token: AccessToken) -> Refusal:
-        """An API answered 401 to a request carrying `token`: what that does to it."""
+    def refused(self, resource: str | None, token: AccessToken, place: str) -> Refusal:
+        """An API at `place` answered 401 to a request carrying `token`: what that does."""
         with self._lock:
             record = self._records.setdefault(resource, _Record())
             now = self._clock()
-            record.refused = {
-                value: expires_at
-                for value, expires_at in record.refused.items()
-                if expires_at > now
-            }
+            record.refused = _unexpired(record.refused, now)
+            record.refuses_all = _unexpired(record.refuses_all, now)
             if record.entry.token != token:
                 return Refusal.REPLACED
-            if record.answers_refusal and now - record.received_at < REFUSAL_COOLDOWN:
+            if place in record.refuses_all:
                 return Refusal.KEPT
+            if record.answers == place:
+                # It refused the token fetched for it, too: it refuses every token.
+                record.refuses_all[place] = record.entry.usable_until
+                return Refusal.KEPT
+            if self._monotonic() < record.retry_at:
+                return Refusal.KEPT  # no replacement can come yet: others may still take it
             record.refused[token.token] = token.expires_at
-            record.entry, record.refusal_pending = _NO_ENTRY, True
+            record.dropped, record.entry = record.entry, _NO_ENTRY
+            record.refused_at = place
             self.on_probation.discard(resource)
             return Refusal.DROPPED
 
@@ -357,15 +515,6 @@ class TokenStates:
         limit = entry.refresh_at if flight.purpose == "refresh" else entry.usable_until
         return self._clock() < limit
 
-    def flights(self, owner: object) -> list[Flight]:
-        """The flights under way on `owner`."""
-        with self._lock:
-            return [
-                record.flight
-                for record in self._records.values()
-                if record.flight is not None and record.flight.owner is owner
-            ]
-
     def after_fork(self) -> None:
         """In a forked child: forget the flights under way (their event loops and threads
         stayed in the parent), and replace a lock another thread may have held."""
@@ -378,6 +527,56 @@ class TokenStates:
         record = self._records.get(resource)
         return -math.inf if record is None else record.entry.usable_until - self._clock()
 
+    def _alive(self, flight: Flight) -> bool:
+        return self._owner_alive(flight.owner)
+
+    def _join(self, flight: Flight, owner: object, deadline: float | None, now: float) -> Waiter:
+        waiter = Waiter(flight, owner, deadline, joined_at=now)
+        flight.waiters.append(waiter)
+        return waiter
+
+    def _end(self, record: _Record, flight: Flight) -> None:
+        """End `flight` without an outcome: its waiters ask again."""
+        if not flight.ended:
+            flight.ended = True
+            flight._wake()
+        if record.flight is flight:
+            record.flight = None
+
+    def _may_wait(self, deadline: float | None, until: float, now: float) -> bool:
+        """Whether a caller with `deadline` waits for a token request held back `until`:
+        one without a deadline waits as long as a Retry-After the policy honours."""
+        if deadline is None:
+            return until - now <= self.retry.max_retry_after
+        return until < deadline
+
+    def _backoff(self, record: _Record, error: TokenRequestError) -> float | None:
+        """Seconds before the next token request after `error`, or None when waiting cannot
+        help: a failure no retry heals, or a Retry-After longer than the policy honours."""
+        record.failures += 1
+        if not is_retryable(error):
+            return None
+        if error.retry_after is None:
+            return self.retry.delay(record.failures)
+        return error.retry_after if error.retry_after <= self.retry.max_retry_after else None
+
+    def _worth_waiting(self, flight: Flight) -> bool:
+        """Whether a waiter of `flight` can use its next attempt."""
+        for waiter in flight.waiters:
+            if waiter.deadline is None:
+                if flight.failures < self.retry.max_attempts:
+                    return True
+            elif flight.next_attempt_at < waiter.deadline:
+                return True
+        return False
+
+    def _too_late(self, waiter: Waiter, now: float) -> TokenRequestError:
+        """The error of a waiter whose deadline passes before a token can come."""
+        flight = waiter.flight
+        last = flight.last_error or self._records[flight.resource].error
+        allowed = (waiter.deadline or now) - waiter.joined_at
+        return _not_in_time(flight.resource, allowed, last, flight.next_attempt_at - now)
+
     def _entry_for(self, token: AccessToken) -> _Entry:
         """`token` with when it turns stale and when it stops being usable."""
         leeway = self.leeway
@@ -388,3 +587,83 @@ class TokenStates:
         if token.issued_at is not None:
             window = min(window, (usable_until - token.issued_at) / 2)
         return _Entry(token, refresh_at=usable_until - window, usable_until=usable_until)
+
+
+def _held_back(
+    error: TokenRequestError, retry_in: float, failures: int, allowed: float | None
+) -> TokenRequestError:
+    """The error of a caller who cannot wait `retry_in` seconds for the next token request
+    after `error` (the last of `failures` in a row): it could wait `allowed` seconds, or,
+    without a deadline, as long as the retry policy honours."""
+    if allowed is not None:
+        return _not_in_time(error.resource, allowed, error, retry_in)
+    why = "as it asked" if error.retry_after else f"after {failures} failed in a row"
+    held = TokenRequestError(
+        f"not asking the token endpoint for a token {for_resource(error.resource)} for "
+        f"{_seconds(retry_in)} s more, {why}: {error}",
+        status_code=error.status_code,
+        error=error.error,
+        error_description=error.error_description,
+        resource=error.resource,
+        retry_after=retry_in,
+    )
+    held.__cause__ = error.__cause__
+    return held
+
+
+def _not_in_time(
+    resource: str | None, allowed: float, last: TokenRequestError | None, next_in: float
+) -> TokenRequestError:
+    """The error of a caller that could wait `allowed` seconds, when no token can come by
+    then: the next token request goes out in `next_in` seconds, and `last` was the last
+    answer (None: the request under way has not been answered yet)."""
+    if last is None:
+        reason = "the token endpoint has not answered yet"
+    elif next_in > 0:
+        reason = (
+            f"the next token request goes out in {_seconds(next_in)} s; the last answer: {last}"
+        )
+    else:
+        reason = f"the last answer: {last}"
+    error = TokenRequestError(
+        f"no token {for_resource(resource)} can come within the {_seconds(allowed)} s the "
+        f"request could wait ({reason})",
+        status_code=last.status_code if last else None,
+        error=last.error if last else None,
+        error_description=last.error_description if last else None,
+        resource=resource,
+        retry_after=max(0.0, next_in) if last else None,
+    )
+    if last is not None:
+        error.__cause__ = last.__cause__
+    return error
+
+
+def _seconds(value: float) -> str:
+    """`value` seconds for a message: to a tenth of a second, without trailing zeros."""
+    return f"{round(max(value, 0.0), 1):g}"
+
+
+def _unexpired(expiries: dict[str, float], now: float) -> dict[str, float]:
+    return {key: until for key, until in expiries.items() if until > now}
+
+
+def _copy_of(error: MosaicAuthError) -> MosaicAuthError:
+    """`error` again, for one more waiter: one exception object raised in many tasks would
+    gather all their tracebacks."""
+    duplicate = copy.copy(error)
+    duplicate.__cause__ = error.__cause__
+    duplicate.__suppress_context__ = True
+    return duplicate
+
+
+def _after_attempts(flight: Flight, error: MosaicAuthError, now: float) -> MosaicAuthError:
+    """A copy of `error` that says how many attempts it took and over how long: the wait a
+    person saw, not one attempt's."""
+    duplicate = _copy_of(error)
+    started = flight.first_attempt_at if flight.first_attempt_at is not None else now
+    duplicate.args = (
+        f"{error.args[0]} (the last of {flight.failures} attempts, "
+        f"{now - started:.0f} s after the first)",
+    )
+    return duplicate

@@ -17,6 +17,7 @@ too. Tokens are stored encrypted (`_shared_entries`), under names that show no c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 from functools import partial
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from ._cache import CacheKey
+    from ._shared_entries import EntryNames
     from ._token import AccessToken
 
     Evaluate = Callable[[str, list[str], list[str]], Awaitable[Any]]
@@ -54,6 +56,12 @@ DEFAULT_TIMEOUT = 0.5
 # long: connecting and the first command also load code and build state, which under load,
 # or a tracing coverage run, takes longer than a command ever should.
 OPEN_TIMEOUT = 1.0
+# An entry is kept for its token's remaining lifetime, a day at most: far beyond a Mosaic
+# token's (the emulator's, like Mosaic's, last an hour), so real tokens still expire with
+# their entry, while a proxy's or a mock's "never expires" (expires_in 1e16, 1e300) stays
+# within the PX Redis accepts. Such a token costs the fleet a request a day, and an entry
+# nobody reads again (its client's secret was rotated) leaves Redis within a day.
+MAX_ENTRY_LIFETIME = 24 * 3600.0
 
 # A value is '<token id>.<sealed token>'; a value without a dot is all id (and opens to nothing).
 # KEYS: token, lease. ARGV: id of a token to pass over ('' for none), lease holder, lease ms.
@@ -194,9 +202,7 @@ class RedisTokenCache:
         names = self._entries.names(key)
         skip = "" if passing_over is None else token_id(passing_over)
         lease = CacheLease()
-        reply = await self._run(
-            _CLAIM, [names.token, names.lease], [skip, lease.holder, self._lease_ms]
-        )
+        reply = await self._run_claim(names, skip, lease)
         if reply == 1:
             return lease
         if reply == 0:
@@ -208,9 +214,7 @@ class RedisTokenCache:
             # Unreadable here: replace it with a token of our own, as if there were none.
             logger.warning("replacing a token in Redis this process cannot read: %s", error)
             skip = value.partition(".")[0]
-            reply = await self._run(
-                _CLAIM, [names.token, names.lease], [skip, lease.holder, self._lease_ms]
-            )
+            reply = await self._run_claim(names, skip, lease)
             return lease if reply == 1 else None
 
     async def store(
@@ -222,7 +226,7 @@ class RedisTokenCache:
             await self.release(key, lease)
             return
         value = self._entries.seal(key, token)
-        ttl_ms = str(max(1, int(expires_in * 1000)))
+        ttl_ms = str(max(1, int(min(expires_in, MAX_ENTRY_LIFETIME) * 1000)))
         await self._run(_STORE, [names.token, names.lease], [value, ttl_ms, lease.holder])
 
     async def renew(self, key: CacheKey, lease: CacheLease) -> None:
@@ -236,6 +240,26 @@ class RedisTokenCache:
     async def discard(self, key: CacheKey, token: AccessToken) -> None:
         """Delete `token` if it is still the one stored under `key`; a newer one stays."""
         await self._run(_DISCARD, [self._entries.names(key).token], [token_id(token)])
+
+    async def _run_claim(self, names: EntryNames, skip: str, lease: CacheLease) -> Any:
+        """Run the claim script for `lease`, passing over the token whose id is `skip`.
+
+        Redis runs a script it was sent whether or not anyone awaits its answer: if anything
+        interrupts the call (its caller cancelled, its event loop ending, a timeout, a lost
+        connection), Redis may have granted the lease to a holder that will never know. So
+        the lease is released then, which is harmless if it was not granted: only its holder
+        ends it.
+        """
+        try:
+            return await self._run(
+                _CLAIM, [names.token, names.lease], [skip, lease.holder, self._lease_ms]
+            )
+        except BaseException:
+            # Shielded from the cancellation that interrupted the claim, bounded as any call;
+            # a release that fails too leaves the lease to lapse, as a dead holder's would.
+            with anyio.move_on_after(self._timeout, shield=True), contextlib.suppress(Exception):
+                await self._run(_RELEASE, [names.lease], [lease.holder])
+            raise
 
     async def _run(self, script: str, keys: list[str], args: list[str]) -> Any:
         """Run `script` within the timeout; any failure is a `TokenCacheError` saying where."""

@@ -167,12 +167,15 @@ def token_store(
         clock=clock,
         retry=retry,
     )
-    states = TokenStates(leeway=60.0, refresh_window=300.0, retry=retry, clock=clock)
+    states = TokenStates(
+        leeway=60.0, refresh_window=300.0, retry=retry, clock=clock, monotonic=clock
+    )
     return TokenStore(
         endpoint,
         states,
         telemetry=telemetry or Telemetry(),
         clock=clock,
+        monotonic=clock,
         sleep=sleep,
         cache=cache,
     )

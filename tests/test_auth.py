@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import anyio
 import httpx
@@ -19,7 +19,6 @@ from mosaic_httpx_auth import (
     TokenRequestError,
     UnsupportedClientError,
 )
-from mosaic_httpx_auth._token_states import REFUSAL_COOLDOWN
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, TOKEN_URL, VERIFY, FakeClock, FakeMosaic
 
@@ -157,12 +156,42 @@ async def test_a_streamed_body_is_never_replayed_whatever_the_transport(
     assert mosaic.token_requests[None] == 2
 
 
-async def test_a_files_upload_refused_with_401_is_not_replayed(mosaic: FakeMosaic) -> None:
-    """A multipart upload is streamed, so a 401 to it comes back as is, on any transport."""
+class _OneShotUpload:
+    """A file that can be read once and not rewound: a pipe, a socket, a request body."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def read(self, size: int = -1) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+
+async def test_an_in_memory_upload_refused_with_401_is_sent_again(mosaic: FakeMosaic) -> None:
+    """A multipart upload of bytes and a seekable file is replayed whole with a new token."""
     async with mosaic.api_client(mosaic.auth()) as client:
         await client.get(f"{API}/cis/v1/users")
         mosaic.revoke_all()
-        response = await client.post(f"{API}/cis/v1/users", files={"doc": io.BytesIO(b"abc")})
+        response = await client.post(
+            f"{API}/cis/v1/users",
+            data={"k": "v"},
+            files={"doc": io.BytesIO(b"abc"), "raw": ("raw.bin", b"xyz")},
+        )
+    assert response.status_code == 200
+    assert len(mosaic.api_requests) == 3
+    assert mosaic.token_requests[None] == 2
+
+
+async def test_a_one_shot_upload_refused_with_401_is_not_replayed(mosaic: FakeMosaic) -> None:
+    """A multipart upload of a file that cannot be rewound comes back with its 401 as is."""
+    async with mosaic.api_client(mosaic.auth()) as client:
+        await client.get(f"{API}/cis/v1/users")
+        mosaic.revoke_all()
+        upload = cast("BinaryIO", _OneShotUpload(b"abc"))
+        response = await client.post(f"{API}/cis/v1/users", files={"doc": ("doc.bin", upload)})
     assert response.status_code == 401
     assert len(mosaic.api_requests) == 2
 
@@ -228,7 +257,7 @@ async def test_an_api_that_refuses_every_token_does_not_hammer_the_endpoint(
     mosaic: FakeMosaic, clock: FakeClock
 ) -> None:
     """When even a brand-new token is refused, it is kept: 20 calls cost 2 token requests, and
-    a refusal after the cooldown tries one new token again."""
+    the next token, once this one expires, is tried there once again."""
 
     async def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oidc/token":
@@ -240,9 +269,58 @@ async def test_an_api_that_refuses_every_token_does_not_hammer_the_endpoint(
         statuses = [(await client.get(f"{API}/cis/v1/x")).status_code for _ in range(20)]
         assert statuses == [401] * 20
         assert mosaic.token_requests[None] == 2
-        clock.advance(REFUSAL_COOLDOWN)
-        await client.get(f"{API}/cis/v1/x")
-    assert mosaic.token_requests[None] == 3
+        clock.advance(3600)
+        statuses = [(await client.get(f"{API}/cis/v1/x")).status_code for _ in range(20)]
+    assert statuses == [401] * 20
+    assert mosaic.token_requests[None] == 4
+
+
+async def test_a_path_that_refuses_every_token_costs_two_token_requests(
+    mosaic: FakeMosaic,
+) -> None:
+    """Fifty rounds of an API that accepts the token, one that answers 404 and a path that
+    answers 401 to every token: two token requests in all, and the working API never fails."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/risk/v1/missing":
+            return httpx.Response(404)
+        if request.url.path == "/risk/v1/refuses":
+            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
+        return await mosaic.handle(request)
+
+    auth = mosaic.auth(resource=RISK)
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+        for _ in range(50):
+            assert (await client.get(f"{API}/risk/v1/accepts")).status_code == 200
+            assert (await client.get(f"{API}/risk/v1/missing")).status_code == 404
+            assert (await client.get(f"{API}/risk/v1/refuses")).status_code == 401
+    assert mosaic.token_requests[RISK] == 2
+
+
+async def test_a_refusing_path_meeting_a_429_leaves_the_working_api_its_token(
+    mosaic: FakeMosaic,
+) -> None:
+    """When the token endpoint answers the refusing path's replacement with 429 Retry-After:
+    60, the API that accepts the token goes on with it, and nothing more is asked of the
+    endpoint."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/risk/v1/refuses":
+            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
+        return await mosaic.handle(request)
+
+    auth = mosaic.auth(resource=RISK)
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+        assert (await client.get(f"{API}/risk/v1/accepts")).status_code == 200
+        mosaic.queued_responses.append(
+            httpx.Response(429, headers={"Retry-After": "60"}, json={"message": "slow down"})
+        )
+        with pytest.raises(TokenRequestError):
+            await client.get(f"{API}/risk/v1/refuses")
+        for _ in range(50):
+            assert (await client.get(f"{API}/risk/v1/accepts")).status_code == 200
+            assert (await client.get(f"{API}/risk/v1/refuses")).status_code == 401
+    assert mosaic.token_requests[RISK] == 2
 
 
 async def test_a_replacement_an_api_accepted_is_dropped_when_revoked_again(
@@ -454,7 +532,6 @@ async def test_secret_and_tokens_stay_out_of_logs_and_reprs(
                 401, json={"error": "invalid_client", "error_description": CLIENT_SECRET}
             )
         )
-        clock.advance(REFUSAL_COOLDOWN)
         mosaic.revoke_all()
         with pytest.raises(TokenRequestError) as caught:
             await client.get(f"{API}/risk/v1/c")

@@ -120,7 +120,8 @@ def test_verbose_prints_the_library_log_lines_too(
     """`-v`, before or after the command, prints the library's log lines to stderr as well."""
     monkeypatch.setenv("MOSAIC_CLIENT_SECRET", "wrong-secret-value")
     assert main(argv) == 1
-    log_line, command_line = capsys.readouterr().err.splitlines()
+    sent_line, log_line, command_line = capsys.readouterr().err.splitlines()
+    assert sent_line.startswith("DEBUG mosaic_httpx_auth: token request 1 ")
     assert log_line.startswith("WARNING mosaic_httpx_auth: token request 1 ")
     assert command_line.startswith("mosaic-httpx-auth: the token endpoint refused")
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import socket
+import tracemalloc
+import zlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, quote_plus
 
@@ -388,6 +391,102 @@ async def test_an_endless_token_response_is_read_only_so_far() -> None:
     with pytest.raises(TokenResponseError, match="more than 256 KiB"):
         await endpoint.request_token(RISK)
     assert len(pulled) <= MAX_RESPONSE_BYTES // 65536 + 1
+
+
+class Arriving(httpx.AsyncByteStream):
+    """`body` arriving in 64 KiB chunks, as from a socket, rather than read in advance."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.body), 65536):
+            yield self.body[start : start + 65536]
+
+
+def compressed(body: bytes, coding: str) -> bytes:
+    """`body` encoded as the ``Content-Encoding`` `coding` (gzip or deflate) says."""
+    compressor = zlib.compressobj(wbits=zlib.MAX_WBITS | 16 if coding == "gzip" else zlib.MAX_WBITS)
+    return compressor.compress(body) + compressor.flush()
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """About 200 KiB of gzip that inflates to 200 MiB of zeros, built a MiB at a time."""
+    compressor = zlib.compressobj(wbits=zlib.MAX_WBITS | 16)
+    zeros = bytes(1 << 20)
+    return b"".join([*(compressor.compress(zeros) for _ in range(200)), compressor.flush()])
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_compressed_token_response_is_inflated(coding: str) -> None:
+    """A token answer in gzip or deflate, the encodings the request asks for, is read."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = compressed(json.dumps({"access_token": "t", "expires_in": 60}).encode(), coding)
+        return httpx.Response(200, headers={"Content-Encoding": coding}, stream=Arriving(body))
+
+    token = await endpoint_answering(handler).request_token(RISK)
+    assert token.token == "t"
+    assert seen[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+# Cut off mid-stream, as the endless answer above is.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_gzip_bomb_is_refused_having_inflated_little_more_than_the_bound() -> None:
+    """A 200 KiB gzip answer that inflates to 200 MiB is refused without memory growing by
+    more than a few MiB, not after inflating a whole chunk as it arrived."""
+    bomb = gzip_bomb()
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(bomb))}
+    assert len(bomb) < MAX_RESPONSE_BYTES  # so the Content-Length check lets it through
+    endpoint = endpoint_answering(
+        lambda request: httpx.Response(200, headers=headers, stream=Arriving(bomb))
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(TokenResponseError, match="more than 256 KiB"):
+            await endpoint.request_token(RISK)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024
+
+
+async def test_an_answer_read_as_it_was_made_is_bounded_too() -> None:
+    """A handler's answer that httpx read whole when it was made (gzip, so its Content-Length
+    is small) is refused once inflated past the bound, as a streamed one is."""
+    body = compressed(bytes(MAX_RESPONSE_BYTES + 1), "gzip")
+    endpoint = endpoint_answering(
+        lambda request: httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=body)
+    )
+    with pytest.raises(TokenResponseError, match="more than 256 KiB"):
+        await endpoint.request_token(RISK)
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "compress", "gzip, gzip"])
+async def test_an_encoding_that_cannot_be_inflated_in_bounds_is_refused(coding: str) -> None:
+    """A token answer in an encoding other than gzip or deflate, or in two at once, is a
+    TokenResponseError naming it."""
+    headers = {"Content-Encoding": coding}
+    endpoint = endpoint_answering(
+        lambda request: httpx.Response(200, headers=headers, stream=Arriving(b"{}"))
+    )
+    with pytest.raises(TokenResponseError, match=f"is encoded as {coding}: not a token response"):
+        await endpoint.request_token(RISK)
+
+
+# Cut off mid-stream, as the endless answer above is.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_corrupt_compressed_answer_is_a_token_response_error() -> None:
+    """A token answer that says gzip but does not inflate is a TokenResponseError saying so."""
+    headers = {"Content-Encoding": "gzip"}
+    endpoint = endpoint_answering(
+        lambda request: httpx.Response(200, headers=headers, stream=Arriving(b"not gzip"))
+    )
+    with pytest.raises(TokenResponseError, match="is not valid gzip: not a token response"):
+        await endpoint.request_token(RISK)
 
 
 async def test_a_name_that_does_not_resolve_is_named_as_such() -> None:

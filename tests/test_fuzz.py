@@ -97,7 +97,7 @@ async def test_any_answer_gives_a_token_or_a_mosaic_auth_error(
     )
     outcome: AccessToken | MosaicAuthError
     try:
-        outcome = await store.usable_token(None)
+        outcome = await store.token(None)
     except MosaicAuthError as error:
         outcome = error
     if isinstance(outcome, MosaicAuthError):

@@ -4,6 +4,7 @@ failures. Several processes sharing one are in test_fleet.py."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import logging
 import os
@@ -16,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import coredis
 import httpx
@@ -32,6 +34,7 @@ from mosaic_httpx_auth import (
     ConfigurationError,
     MosaicAuth,
     TokenCacheError,
+    TokenRequestError,
 )
 from mosaic_httpx_auth._shared_entries import _REGISTRY
 from mosaic_httpx_auth.redis import RedisTokenCache
@@ -48,7 +51,7 @@ from .helpers import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
     from .redis_server import RedisServer
 
@@ -681,3 +684,178 @@ async def test_close_stops_its_thread_and_a_later_call_starts_it_again(redis_url
     assert await cache.claim(cache_key(RISK), passing_over=None) == token
     assert redis_threads() == running
     cache.close()
+
+
+class FarAwayRedis:
+    """A TCP proxy on 127.0.0.1 to the test's redis-server that holds each chunk `delay`
+    seconds, either way: a Redis that far away. It counts the chunks it holds, so that a
+    test can act while a command is on the wire, and wait until all it took is passed on."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.delay = 0.0
+        self.port = 0
+        self._redis_port = redis_port
+        self._held = 0
+        self._changed = anyio.Condition()
+        self.held_once = threading.Event()
+        """Set when a chunk is held, for a test's event loop on another thread."""
+
+    @property
+    def url(self) -> str:
+        """Its URL, for `RedisTokenCache.from_url`."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[FarAwayRedis]:
+        """Listen while the block lasts."""
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            self.port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio's, not Django's
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(listener.serve, self._forward)
+                yield self
+                tasks.cancel_scope.cancel()
+
+    async def connected_then_moved(self, cache: RedisTokenCache) -> None:
+        """Let `cache` connect while Redis is near, then move Redis 100 ms away."""
+        await cache.release(cache_key(RISK), CacheLease())  # ends no lease: only connects
+        self.delay = 0.1
+
+    async def on_the_wire(self) -> None:
+        """Return once a chunk is held on its way."""
+        async with self._changed:
+            while not self._held:
+                await self._changed.wait()
+
+    async def drained(self) -> None:
+        """Return once every chunk taken is passed on."""
+        async with self._changed:
+            while self._held:
+                await self._changed.wait()
+
+    async def _forward(self, client: anyio.abc.SocketStream) -> None:
+        redis = await anyio.connect_tcp("127.0.0.1", self._redis_port)
+        async with client, redis, anyio.create_task_group() as pumps:
+            pumps.start_soon(self._pump, client, redis, pumps.cancel_scope)
+            pumps.start_soon(self._pump, redis, client, pumps.cancel_scope)
+
+    async def _pump(
+        self,
+        source: anyio.abc.SocketStream,
+        sink: anyio.abc.SocketStream,
+        both: anyio.CancelScope,
+    ) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async for chunk in source:
+                await self._count(1)
+                await anyio.sleep(self.delay)
+                await sink.send(chunk)
+                await self._count(-1)
+        both.cancel()  # one side closed: so does the other
+
+    async def _count(self, change: int) -> None:
+        async with self._changed:
+            self._held += change
+            self.held_once.set()
+            self._changed.notify_all()
+
+
+async def next_claim(redis_url: str) -> AccessToken | CacheLease | None:
+    """What another process claiming the risk entry gets."""
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE)
+    try:
+        return await cache.claim(cache_key(RISK), passing_over=None)
+    finally:
+        cache.close()
+
+
+@pytest.mark.parametrize("applications_client", [False, True], ids=["from_url", "coredis"])
+async def test_a_claim_cancelled_on_the_wire_leaves_no_lease_behind(
+    redis_url: str, redis_server: RedisServer, applications_client: bool
+) -> None:
+    """A claim cancelled while its script is on the way to a Redis 100 ms away, which then
+    grants the lease, releases it: the next claimer gets the lease at once."""
+    async with (
+        FarAwayRedis(redis_server.port).serving() as far,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        if applications_client:
+            client = coredis.Redis(host="127.0.0.1", port=far.port)
+            cache = RedisTokenCache(await stack.enter_async_context(client), timeout=SLOW_MACHINE)
+        else:
+            cache = RedisTokenCache.from_url(far.url, timeout=SLOW_MACHINE)
+            stack.callback(cache.close)
+        await far.connected_then_moved(cache)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(partial(cache.claim, cache_key(RISK), passing_over=None))
+            await far.on_the_wire()
+            tasks.cancel_scope.cancel()
+        await far.drained()  # the claim reached Redis, which granted the lease
+    assert isinstance(await next_claim(redis_url), CacheLease)
+
+
+async def test_a_claim_on_the_wire_as_mosaic_auth_closes_leaves_no_lease_behind(
+    redis_url: str, redis_server: RedisServer, mosaic: FakeMosaic
+) -> None:
+    """aclose() while a flight's claim is on the way to a Redis 100 ms away releases the
+    lease Redis grants it: the next claimer gets the lease at once."""
+    async with FarAwayRedis(redis_server.port).serving() as far:
+        cache = RedisTokenCache.from_url(far.url, timeout=SLOW_MACHINE)
+        await far.connected_then_moved(cache)
+        auth = mosaic.auth(cache=cache, resource=RISK)
+
+        async def caller() -> None:
+            with pytest.raises(TokenRequestError, match="closed"):
+                await auth.get_token()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(caller)
+            await far.on_the_wire()
+            await auth.aclose()
+        await far.drained()
+        cache.close()
+    assert isinstance(await next_claim(redis_url), CacheLease)
+    assert mosaic.token_requests[RISK] == 0
+
+
+async def test_a_claim_on_the_wire_as_its_event_loop_ends_leaves_no_lease_behind(
+    redis_url: str, redis_server: RedisServer, mosaic: FakeMosaic, anyio_backend: str
+) -> None:
+    """An event loop that ends (a process shutting down) while a flight's claim is on the way
+    to a Redis 100 ms away releases the lease Redis grants it: the next claimer gets the
+    lease at once."""
+    async with FarAwayRedis(redis_server.port).serving() as far:
+        cache = RedisTokenCache.from_url(far.url, timeout=SLOW_MACHINE)
+        await far.connected_then_moved(cache)
+        far.held_once.clear()
+        auth = mosaic.auth(cache=cache, resource=RISK)
+
+        async def process() -> None:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(auth.get_token)
+                await anyio.to_thread.run_sync(far.held_once.wait)
+                tasks.cancel_scope.cancel()  # its caller gives up; the flight goes on
+            # and the event loop ends, with the flight's claim on the wire
+
+        await anyio.to_thread.run_sync(partial(anyio.run, process, backend=anyio_backend))
+        await far.drained()
+        cache.close()
+    assert isinstance(await next_claim(redis_url), CacheLease)
+
+
+@pytest.mark.parametrize("lifetime", [1e16, 1e300])
+async def test_a_token_that_never_expires_is_shared(
+    redis_url: str, redis_server: RedisServer, lifetime: float
+) -> None:
+    """An opaque token whose expires_in is beyond any TTL Redis takes (a proxy's or a mock's
+    "never expires") is stored for a day, and handed to the next claimer, with no lease left
+    held."""
+    token = AccessToken("opaque-never-expires", expires_at=time.time() + lifetime, resource=RISK)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE)
+    lease = await cache.claim(cache_key(RISK), passing_over=None)
+    assert isinstance(lease, CacheLease)
+    await cache.store(cache_key(RISK), token, lease=lease, expires_in=lifetime)
+    cache.close()
+    [token_key] = keys(redis_server)
+    assert token_key.endswith(":token")  # and no lease
+    assert 86_399_000 < int(redis_server.command("PTTL", token_key)[1:]) <= 86_400_000
+    assert await next_claim(redis_url) == token

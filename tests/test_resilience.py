@@ -80,7 +80,7 @@ async def test_a_503_burst_is_retried_with_jittered_exponential_backoff(
     """Two 503s then success: the fetch succeeds on attempt 3 after two bounded waits."""
     emulator.fail_next_token_requests(status=503, count=2)
     sleeps = Sleeps()
-    token = await store_for(emulator, client, sleeps, clock).usable_token(RISK)
+    token = await store_for(emulator, client, sleeps, clock).token(RISK)
     assert token.claims["aud"] == RISK
     assert emulator.token_requests == {RISK: 3}
     assert len(sleeps.waits) == 2
@@ -102,7 +102,7 @@ async def test_transient_failures_are_retried(
 ) -> None:
     """A dropped connection, 5xx and 429 are each retried, and the retry gets the token."""
     emulator.fail_next_token_requests(**fault)
-    token = await store_for(emulator, client, Sleeps(), clock).usable_token(None)
+    token = await store_for(emulator, client, Sleeps(), clock).token(None)
     assert token.claims["aud"] == "userid-api"
     assert emulator.token_requests == {None: 2}
 
@@ -114,7 +114,7 @@ async def test_a_slow_answer_times_out_and_is_retried(
     emulator.delay_next_token_requests(30)
     store = store_for(emulator, client, Sleeps(), clock, timeout=0.05)
     with anyio.fail_after(5):
-        token = await store.usable_token(None)
+        token = await store.token(None)
     assert token.claims["aud"] == "userid-api"
     assert emulator.token_requests == {None: 2}
 
@@ -126,7 +126,7 @@ async def test_a_fetch_is_bounded_by_its_attempts(
     emulator.delay_next_token_requests(30, count=3)
     store = store_for(emulator, client, Sleeps(), clock, timeout=0.05)
     with anyio.fail_after(5), pytest.raises(TokenRequestError, match="did not answer within"):
-        await store.usable_token(None)
+        await store.token(None)
     assert emulator.token_requests == {None: 3}
 
 
@@ -138,7 +138,7 @@ async def test_other_client_errors_are_not_retried(
     emulator.fail_next_token_requests(status=status)
     sleeps = Sleeps()
     with pytest.raises(TokenRequestError) as caught:
-        await store_for(emulator, client, sleeps, clock).usable_token(None)
+        await store_for(emulator, client, sleeps, clock).token(None)
     assert caught.value.status_code == status
     assert (emulator.token_requests, sleeps.waits) == ({None: 1}, [])
 
@@ -149,7 +149,7 @@ async def test_a_garbage_success_body_is_not_retried(
     """A 200 whose body is no token response raises TokenResponseError without retrying."""
     emulator.fail_next_token_requests(status=200, body=b"\x00garbage")
     with pytest.raises(TokenResponseError, match="not a JSON object"):
-        await store_for(emulator, client, Sleeps(), clock).usable_token(None)
+        await store_for(emulator, client, Sleeps(), clock).token(None)
     assert emulator.token_requests == {None: 1}
 
 
@@ -160,7 +160,7 @@ async def test_retries_stop_after_max_attempts(
     how many attempts it made."""
     emulator.fail_next_token_requests(status=503, count=10)
     with pytest.raises(TokenRequestError) as caught:
-        await store_for(emulator, client, Sleeps(), clock, max_attempts=4).usable_token(None)
+        await store_for(emulator, client, Sleeps(), clock, max_attempts=4).token(None)
     assert caught.value.status_code == 503
     assert "(the last of 4 attempts" in str(caught.value)
     assert emulator.token_requests == {None: 4}
@@ -172,7 +172,7 @@ async def test_max_attempts_one_disables_retries(
     """With max_attempts=1 a 503 fails the fetch at once."""
     emulator.fail_next_token_requests(status=503)
     with pytest.raises(TokenRequestError):
-        await store_for(emulator, client, Sleeps(), clock, max_attempts=1).usable_token(None)
+        await store_for(emulator, client, Sleeps(), clock, max_attempts=1).token(None)
     assert emulator.token_requests == {None: 1}
 
 
@@ -193,7 +193,7 @@ async def test_retry_after_is_honoured(
     """A 429 with Retry-After (seconds or an HTTP date) waits exactly that long before retrying."""
     emulator.fail_next_token_requests(status=429, headers={"Retry-After": header})
     sleeps = Sleeps()
-    await store_for(emulator, client, sleeps, clock).usable_token(None)
+    await store_for(emulator, client, sleeps, clock).token(None)
     assert sleeps.waits == [expected_wait]
 
 
@@ -204,7 +204,7 @@ async def test_a_retry_after_beyond_the_limit_fails_at_once(
     emulator.fail_next_token_requests(status=429, headers={"Retry-After": "120"})
     sleeps = Sleeps()
     with pytest.raises(TokenRequestError, match="longer than max_retry_after") as caught:
-        await store_for(emulator, client, sleeps, clock).usable_token(None)
+        await store_for(emulator, client, sleeps, clock).token(None)
     assert (caught.value.status_code, caught.value.retry_after) == (429, 120.0)
     assert (emulator.token_requests, sleeps.waits) == ({None: 1}, [])
 
@@ -275,7 +275,11 @@ async def test_a_refresh_replaces_the_token_once_it_arrives(
     assert new.expires_at > old.expires_at
     assert auth._states.fresh_token(None) is new
     assert auth.stats().refreshes == 1
-    assert [event.name for event in events] == ["token_fetched", "token_fetched", "token_refreshed"]
+    assert [event.name for event in events if event.name != "token_requested"] == [
+        "token_fetched",
+        "token_fetched",
+        "token_refreshed",
+    ]
 
 
 async def test_the_refresh_window_is_capped_at_half_the_remaining_lifetime(
@@ -422,12 +426,15 @@ async def test_stats_and_events_describe_what_happened(
     assert (stats.token_requests, stats.token_errors, stats.unauthorized_retries) == (3, 1, 1)
     assert stats.cache_hits == 3  # requests 2, 3 and 4's first try
     assert [event.name for event in events] == [
+        "token_requested",
         "token_request_failed",
+        "token_requested",
         "token_fetched",
         "unauthorized_retry",
+        "token_requested",
         "token_fetched",
     ]
-    failed, fetched = events[:2]
+    failed, fetched = events[1], events[3]
     assert (failed.status_code, failed.attempt, failed.retry_in) == (503, 1, 0.0)
     assert (fetched.attempt, fetched.resource) == (2, None)
 
@@ -596,7 +603,7 @@ async def test_a_long_retry_after_holds_every_token_request_back(
         assert errors[0].retry_after == 120
         assert errors[-1].retry_after == pytest.approx(71)
         assert {error.status_code for error in errors} == {429}
-        assert "71 s more" in str(errors[-1])
+        assert "the next token request goes out in 71 s" in str(errors[-1])
         clock.advance(71)
         assert (await http.get(f"{API}/cis/v1/users")).status_code == 200
     assert emulator.token_requests == {None: 2}

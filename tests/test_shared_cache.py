@@ -83,7 +83,7 @@ async def test_a_process_that_finds_the_lease_held_waits_for_the_holders_token(
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(the_other_process_stores_its_token)
-        token = await store.usable_token(RISK)
+        token = await store.token(RISK)
     assert token == theirs
     assert mosaic.token_requests[RISK] == 1  # the other process's only
     assert sleeps[:3] == [0.025, 0.05, 0.1]  # polls back off
@@ -97,7 +97,7 @@ async def test_a_lease_whose_holder_died_lapses_and_a_waiter_fetches(
     cache = MemoryTokenCache(clock=clock)
     assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
     sleeps: list[float] = []
-    await store_on(mosaic, cache, sleeps).usable_token(RISK)
+    await store_on(mosaic, cache, sleeps).token(RISK)
     assert mosaic.token_requests[RISK] == 1
     assert DEFAULT_LEASE <= sum(sleeps) <= DEFAULT_LEASE + FLEET_POLL_LONGEST
     assert await cached_token(cache, RISK) is not None  # and stored it for the others
@@ -111,20 +111,20 @@ async def test_a_token_due_for_refresh_is_refreshed_once_for_all_sharers(
     cache = MemoryTokenCache(clock=clock)
     sleeps: list[float] = []
     first, second = store_on(mosaic, cache, sleeps), store_on(mosaic, cache, sleeps)
-    old = await first.usable_token(RISK)
-    assert await second.usable_token(RISK) == old
+    old = await first.token(RISK)
+    assert await second.token(RISK) == old
     clock.advance(3600 - 60 - 300)  # into the refresh window
     mosaic.gate = anyio.Event()
-    assert await first.usable_token(RISK) == old  # its refresh holds the lease, at the gate
+    assert await first.token(RISK) == old  # its refresh holds the lease, at the gate
     await anyio.wait_all_tasks_blocked()
-    assert await second.usable_token(RISK) == old  # its refresh waits for the holder
+    assert await second.token(RISK) == old  # its refresh waits for the holder
     while len(sleeps) < 2:
         await anyio.lowlevel.checkpoint()
     mosaic.gate.set()
     while second._states.fresh_token(RISK) is None:
         await anyio.lowlevel.checkpoint()
     assert mosaic.token_requests[RISK] == 2  # the cold fetch and one refresh
-    assert await cached_token(cache, RISK) == await second.usable_token(RISK) != old
+    assert await cached_token(cache, RISK) == await second.token(RISK) != old
 
 
 async def test_a_failed_fetch_ends_its_lease_at_once(mosaic: FakeMosaic, clock: FakeClock) -> None:
@@ -133,7 +133,7 @@ async def test_a_failed_fetch_ends_its_lease_at_once(mosaic: FakeMosaic, clock: 
     cache = MemoryTokenCache(clock=clock)
     mosaic.queued_responses.append(httpx.Response(400, json={"error": "invalid_client"}))
     with pytest.raises(TokenRequestError):
-        await store_on(mosaic, cache, []).usable_token(RISK)
+        await store_on(mosaic, cache, []).token(RISK)
     assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
 
 
@@ -232,21 +232,21 @@ async def test_an_outage_is_reported_once_and_the_cache_left_alone_for_a_pause(
     store = store_on(mosaic, cache, [], telemetry=Telemetry(events.append))
     with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
         for resource in ("r1", "r2", "r3"):
-            await store.usable_token(resource)
+            await store.token(resource)
     assert cache.calls == ["claim"]
     assert [record.getMessage() for record in caplog.records] == [
         "the shared token cache failed (the cache is down); fetching tokens directly, and "
         "trying it again in 2 s"
     ]
     clock.advance(CACHE_PAUSE_FIRST)
-    await store.usable_token("r4")
+    await store.token("r4")
     assert cache.calls == ["claim", "claim"]  # tried again; still down, and not reported again
     clock.advance(CACHE_PAUSE_FIRST)
-    await store.usable_token("r4b")
+    await store.token("r4b")
     assert cache.calls == ["claim", "claim"]  # the pause doubled: left alone still
     clock.advance(CACHE_PAUSE_FIRST)
     cache.failing = False
-    await store.usable_token("r5")
+    await store.token("r5")
     outages = [event for event in events if event.name.startswith("cache")]
     assert [event.name for event in outages] == ["cache_unavailable", "cache_recovered"]
     assert outages[-1].duration == 3 * CACHE_PAUSE_FIRST
@@ -278,12 +278,12 @@ async def test_calls_under_way_when_the_cache_fails_count_as_one_failure(
     store = store_on(mosaic, cache, [], telemetry=Telemetry(events.append))
     async with anyio.create_task_group() as tasks:
         for resource in ("r1", "r2", "r3", "r4"):
-            tasks.start_soon(store.usable_token, resource)
+            tasks.start_soon(store.token, resource)
         await anyio.wait_all_tasks_blocked()
         cache.answer.set()
     assert cache.calls == ["claim"] * 4
     clock.advance(CACHE_PAUSE_FIRST)
-    await store.usable_token("r5")
+    await store.token("r5")
     assert cache.calls == ["claim"] * 5  # tried again after the first pause
     assert [event.name for event in events].count("cache_unavailable") == 1
 
@@ -303,7 +303,7 @@ async def test_a_fetched_token_is_stored_for_the_fleet_before_it_is_used_here(
             await super().store(key, token, lease=lease, expires_in=expires_in)
 
     store = store_on(mosaic, Watching(clock=clock), [])
-    await store.usable_token(RISK)
+    await store.token(RISK)
     assert served_when_stored == [None]
 
 
@@ -340,7 +340,7 @@ async def test_a_flight_waits_a_few_leases_at_most_then_fetches_itself(
     over, holds a flight up for FLEET_WAIT_LIMIT leases; then it fetches on its own."""
     sleeps: list[float] = []
     with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
-        await store_on(mosaic, HeldForever(clock=clock), sleeps).usable_token(RISK)
+        await store_on(mosaic, HeldForever(clock=clock), sleeps).token(RISK)
     assert mosaic.token_requests[RISK] == 1
     assert FLEET_WAIT_LIMIT * DEFAULT_LEASE <= sum(sleeps) < FLEET_WAIT_LIMIT * DEFAULT_LEASE + 1
     assert "gave up waiting 30 s for another process's token" in caplog.text
@@ -355,7 +355,7 @@ async def test_stores_sharing_a_cache_share_its_outage(
     cache.failing = True
     events: list[AuthEvent] = []
     for resource in ("r1", "r2", "r3"):
-        await store_on(mosaic, cache, [], telemetry=Telemetry(events.append)).usable_token(resource)
+        await store_on(mosaic, cache, [], telemetry=Telemetry(events.append)).token(resource)
     assert cache.calls == ["claim"]
     assert [event.name for event in events].count("cache_unavailable") == 1
 
@@ -367,10 +367,10 @@ async def test_a_token_refused_by_many_requests_is_discarded_once(
     the others find it already replaced and leave the cache alone."""
     cache = CountingCache(clock)
     store = store_on(mosaic, cache, [])
-    token = await store.usable_token(RISK)
+    token = await store.token(RISK)
     async with anyio.create_task_group() as tasks:
         for _ in range(20):
-            tasks.start_soon(store.refused, RISK, token)
+            tasks.start_soon(store.refused, RISK, token, "https://api.example/risk")
     assert cache.calls.count("discard") == 1
 
 
@@ -398,9 +398,9 @@ async def test_a_pause_leaves_the_lease_holders_store_alone(
     store = store_on(mosaic, cache, [])
     mosaic.gate = anyio.Event()
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(store.usable_token, "r2")
+        tasks.start_soon(store.token, "r2")
         await anyio.wait_all_tasks_blocked()  # r2 holds its lease, at the gate
-        tasks.start_soon(store.usable_token, "r1")
+        tasks.start_soon(store.token, "r1")
         await anyio.wait_all_tasks_blocked()  # r1 failed to claim: the pause began
         mosaic.gate.set()
     assert await cached_token(cache, "r2") is not None

@@ -31,6 +31,9 @@ from .helpers import (
 
 pytestmark = pytest.mark.anyio
 
+# Where an API that answered 401 is: its origin and path.
+PLACE = "https://api.transmitsecurity.io/cis/v1/users"
+
 
 async def get_token_or_error(auth: MosaicAuth, errors: list[TokenRequestError]) -> None:
     """Get the default token, recording a `TokenRequestError` instead of raising it."""
@@ -219,10 +222,10 @@ async def test_invalidating_discards_the_token_from_the_shared_cache(mosaic: Fak
     cache = MemoryTokenCache()
     auth = mosaic.auth(cache=cache)
     old = await auth.get_token()
-    assert await auth._store.refused(None, old)
+    assert await auth._store.refused(None, old, PLACE)
     assert await cached_token(cache, None) is None
     new = await auth.get_token()
-    assert await auth._store.refused(None, old)
+    assert await auth._store.refused(None, old, PLACE)
     assert await cached_token(cache, None) is new
 
 

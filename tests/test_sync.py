@@ -390,7 +390,7 @@ def test_a_hook_on_the_auths_own_thread_cannot_deadlock_it(
     )
     with hooked:
         hooked.get_token_sync()
-    assert [type(error) for error in seen] == [UnsupportedClientError]
+    assert {type(error) for error in seen} == {UnsupportedClientError}
 
 
 def test_closing_while_threads_wait_fails_them_with_a_token_request_error(

@@ -1,4 +1,4 @@
-"""The token states on their own: each transition, driven by hand on a fake clock, no I/O."""
+"""The token states on their own: each transition, driven by hand on fake clocks, no I/O."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 from mosaic_httpx_auth import AccessToken, TokenRequestError
 from mosaic_httpx_auth._retry import RetryPolicy
 from mosaic_httpx_auth._token_states import (
-    REFUSAL_COOLDOWN,
     RETRY_AFTER_HOLD_LIMIT,
     Flight,
     Phase,
     Refusal,
     TokenStates,
+    Waiter,
 )
 
 from .helpers import RISK, FakeClock
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 LOOP = object()
+HERE = "https://api.transmitsecurity.io/risk/v1/a"
+THERE = "https://api.transmitsecurity.io/risk/v1/b"
 
 
 def states(
@@ -30,12 +32,15 @@ def states(
     *,
     refresh_retry_interval: float = 5.0,
     owner_alive: Callable[[object], bool] = lambda owner: True,
+    monotonic: FakeClock | None = None,
+    **policy: float,
 ) -> TokenStates:
     return TokenStates(
         leeway=60.0,
         refresh_window=300.0,
-        retry=RetryPolicy(max_attempts=3),
+        retry=RetryPolicy(**{"max_attempts": 3, "backoff": 0.0, **policy}),  # type: ignore[arg-type]
         clock=clock,
+        monotonic=monotonic or clock,
         owner_alive=owner_alive,
         refresh_retry_interval=refresh_retry_interval,
     )
@@ -47,6 +52,19 @@ def token(clock: FakeClock, name: str = "t1", lifetime: float = 3600.0) -> Acces
 
 def refusal(status: int = 503, retry_after: float | None = None) -> TokenRequestError:
     return TokenRequestError("refused", status_code=status, retry_after=retry_after)
+
+
+def waiter(rules: TokenStates, deadline: float | None = None, owner: object = LOOP) -> Waiter:
+    """Demand a token that must be waited for, and return the waiter."""
+    step = rules.demand(RISK, owner=owner, deadline=deadline)
+    assert step.waiter is not None
+    return step.waiter
+
+
+def fail_attempt(rules: TokenStates, flight: Flight, error: TokenRequestError) -> float | None:
+    """Make `flight`'s next attempt and fail it with `error`: the wait before the next one."""
+    assert rules.attempt_starts(flight)
+    return rules.attempt_failed(flight, error)
 
 
 def fetch(rules: TokenStates, value: AccessToken) -> None:
@@ -70,11 +88,13 @@ def test_a_token_goes_from_empty_through_fetching_to_fresh(clock: FakeClock) -> 
     assert rules.phase(RISK) is Phase.EMPTY
     first = rules.demand(RISK, owner=LOOP)
     assert first.start is not None
-    assert first.flight is first.start
+    assert first.waiter is not None
+    assert first.waiter.flight is first.start
     assert first.token is None
     assert rules.phase(RISK) is Phase.FETCHING
     second = rules.demand(RISK, owner=LOOP)
-    assert second.flight is first.flight
+    assert second.waiter is not None
+    assert second.waiter.flight is first.start
     assert second.start is None
     issued = token(clock)
     rules.fetched(first.start, issued)
@@ -106,8 +126,7 @@ def test_a_refresh_nobody_waits_for_gets_one_attempt(clock: FakeClock) -> None:
     rules = states(clock)
     fetch(rules, token(clock))
     refresh = start_refresh(rules, clock)
-    refresh.attempt = 1
-    assert rules.attempt_failed(refresh, refusal()) is None
+    assert fail_attempt(rules, refresh, refusal()) is None
 
 
 def test_a_refresh_that_callers_now_need_gets_every_attempt(clock: FakeClock) -> None:
@@ -117,13 +136,11 @@ def test_a_refresh_that_callers_now_need_gets_every_attempt(clock: FakeClock) ->
     first = token(clock)
     fetch(rules, first)
     refresh = start_refresh(rules, clock)
-    assert rules.refused(RISK, first) is Refusal.DROPPED
-    waiting = rules.demand(RISK, owner=LOOP)
-    assert waiting.flight is refresh
-    refresh.attempt = 1
-    assert rules.attempt_failed(refresh, refusal()) is not None
-    refresh.attempt = 3
-    assert rules.attempt_failed(refresh, refusal()) is None
+    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
+    assert waiter(rules).flight is refresh
+    assert fail_attempt(rules, refresh, refusal()) is not None
+    assert fail_attempt(rules, refresh, refusal()) is not None
+    assert fail_attempt(rules, refresh, refusal()) is None
 
 
 def test_a_failed_refresh_serves_the_token_and_rests(clock: FakeClock) -> None:
@@ -150,37 +167,66 @@ def test_a_token_refused_while_its_refresh_rests_is_fetched_at_once(clock: FakeC
     fetch(rules, served)
     refresh = start_refresh(rules, clock)
     assert rules.failed(refresh, refusal()) == rules.refresh_retry_interval
-    assert rules.refused(RISK, served) is Refusal.DROPPED
+    assert rules.refused(RISK, served, HERE) is Refusal.DROPPED
     step = rules.demand(RISK, owner=LOOP)
     assert step.error is None
     assert step.start is not None
     assert step.start.purpose == "fetch"
 
 
-def test_retry_after_holds_every_token_request_back(clock: FakeClock) -> None:
-    """Without a usable token, callers fail at once until Retry-After has passed."""
-    rules = states(clock)
-    fetch_flight = rules.demand(RISK, owner=LOOP).start
-    assert fetch_flight is not None
+def test_retry_after_holds_back_every_caller_who_cannot_wait_that_long(clock: FakeClock) -> None:
+    """Without a usable token, a caller whose deadline (or, without one, max_retry_after)
+    comes before the Retry-After ends fails at once; one who can wait starts a flight that
+    begins when it ends."""
+    rules = states(clock, max_retry_after=30)
+    flight = waiter(rules).flight
     error = refusal(status=429, retry_after=120)
-    assert rules.failed(fetch_flight, error) is None
-    clock.advance(100)
+    assert fail_attempt(rules, flight, error) is None
+    rules.failed(flight, error)
+    clock.advance(80)
     step = rules.demand(RISK, owner=LOOP)
     assert step.start is None
-    assert step.error is error
-    assert step.retry_in == pytest.approx(20)
-    clock.advance(20)
-    assert rules.demand(RISK, owner=LOOP).start is not None
+    assert step.error is not None
+    assert "as it asked" in str(step.error)
+    assert step.error.retry_after == pytest.approx(40)
+    assert rules.demand(RISK, owner=LOOP, deadline=clock() + 39).error is not None
+    patient = rules.demand(RISK, owner=LOOP, deadline=clock() + 41)
+    assert patient.start is not None
+    assert patient.start.next_attempt_at == pytest.approx(clock() + 40)
 
 
-def test_a_failed_fetch_without_retry_after_is_not_remembered(clock: FakeClock) -> None:
-    """A fetch that failed with no Retry-After leaves the next caller free to fetch again."""
+def test_a_failure_waiting_cannot_heal_is_not_remembered(clock: FakeClock) -> None:
+    """A fetch refused with a 4xx leaves the next caller free to fetch again at once."""
     rules = states(clock)
-    flight = rules.demand(RISK, owner=LOOP).start
-    assert flight is not None
-    rules.failed(flight, refusal())
+    flight = waiter(rules).flight
+    error = refusal(status=400)
+    assert fail_attempt(rules, flight, error) is None
+    rules.failed(flight, error)
     assert rules.phase(RISK) is Phase.EMPTY
     assert rules.demand(RISK, owner=LOOP).start is not None
+
+
+def test_a_transient_failure_holds_the_next_request_until_the_backoff_step(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a flight gives up on 503s, the next flight begins only at the backoff's next
+    step, and the steps keep growing across flights: one token request per step."""
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt: float(attempt))
+    rules = states(clock, max_attempts=1)
+    flight = waiter(rules).flight
+    error = refusal(status=503)
+    assert fail_attempt(rules, flight, error) is None
+    rules.failed(flight, error)
+    assert rules.phase(RISK) is Phase.BACKING_OFF
+    second = rules.demand(RISK, owner=LOOP).start
+    assert second is not None
+    assert second.next_attempt_at == clock() + 1
+    clock.advance(1)
+    assert fail_attempt(rules, second, error) is None
+    rules.failed(second, error)
+    third = rules.demand(RISK, owner=LOOP).start
+    assert third is not None
+    assert third.next_attempt_at == clock() + 2
 
 
 def test_a_refused_token_is_dropped_and_never_accepted_back(clock: FakeClock) -> None:
@@ -188,7 +234,7 @@ def test_a_refused_token_is_dropped_and_never_accepted_back(clock: FakeClock) ->
     rules = states(clock)
     refused = token(clock)
     fetch(rules, refused)
-    assert rules.refused(RISK, refused) is Refusal.DROPPED
+    assert rules.refused(RISK, refused, HERE) is Refusal.DROPPED
     assert rules.phase(RISK) is Phase.EMPTY
     flight = rules.demand(RISK, owner=LOOP).start
     assert flight is not None
@@ -203,40 +249,76 @@ def test_a_401_for_an_older_token_keeps_the_newer_one(clock: FakeClock) -> None:
     fetch(rules, old)
     refresh = start_refresh(rules, clock)
     rules.fetched(refresh, new)
-    assert rules.refused(RISK, old) is Refusal.REPLACED
+    assert rules.refused(RISK, old, HERE) is Refusal.REPLACED
     assert rules.fresh_token(RISK) == new
 
 
 def test_a_replacement_refused_after_an_api_accepted_it_is_a_revocation(
     clock: FakeClock,
 ) -> None:
-    """Once an API has accepted the token that answered a 401, a 401 to it drops it at once:
-    the cooldown is for tokens no API has ever taken."""
+    """Once the place that refused a token has accepted its replacement, a 401 to that
+    replacement is a revocation and drops it; a success elsewhere proves nothing there."""
     rules = states(clock)
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
-    assert rules.refused(RISK, first) is Refusal.DROPPED
+    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
     fetch(rules, second)
     assert rules.on_probation == {RISK}
-    rules.accepted(RISK, second)
+    rules.accepted(RISK, second, THERE)
+    assert rules.on_probation == {RISK}
+    rules.accepted(RISK, second, HERE)
     assert rules.on_probation == set()
-    assert rules.refused(RISK, second) is Refusal.DROPPED
+    assert rules.refused(RISK, second, HERE) is Refusal.DROPPED
     assert rules.phase(RISK) is Phase.EMPTY
 
 
-def test_a_token_refused_right_after_replacing_a_refused_one_is_kept(clock: FakeClock) -> None:
-    """When the token fetched in answer to a 401 is refused too, the API refuses every token:
-    it is kept and no retry asked, until the cooldown has passed."""
+def test_a_place_that_refuses_the_token_fetched_for_it_refuses_every_token(
+    clock: FakeClock,
+) -> None:
+    """When the token fetched in answer to a place's 401 is refused there too, that place
+    refuses every token: its 401s keep the token for as long as it lives, while a 401
+    elsewhere still drops it."""
     rules = states(clock)
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
-    assert rules.refused(RISK, first) is Refusal.DROPPED
+    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
     fetch(rules, second)
-    assert rules.refused(RISK, second) is Refusal.KEPT
+    rules.accepted(RISK, second, THERE)
+    assert rules.refused(RISK, second, HERE) is Refusal.KEPT
+    clock.advance(1000)
+    assert rules.refused(RISK, second, HERE) is Refusal.KEPT
     assert rules.fresh_token(RISK) == second
-    clock.advance(REFUSAL_COOLDOWN)
-    assert rules.refused(RISK, second) is Refusal.DROPPED
+    assert rules.refused(RISK, second, THERE) is Refusal.DROPPED
     assert rules.phase(RISK) is Phase.EMPTY
+
+
+def test_a_401_while_requests_are_held_back_keeps_the_token(clock: FakeClock) -> None:
+    """While a Retry-After holds token requests back, a 401 drops nothing: no replacement
+    could come, and the APIs that accept the token go on with it."""
+    rules = states(clock)
+    served = token(clock)
+    fetch(rules, served)
+    refresh = start_refresh(rules, clock)
+    error = refusal(status=429, retry_after=60)
+    assert fail_attempt(rules, refresh, error) is None
+    rules.failed(refresh, error)
+    assert rules.refused(RISK, served, HERE) is Refusal.KEPT
+    assert rules.demand(RISK, owner=LOOP).token == served
+
+
+def test_a_refused_token_whose_replacement_failed_is_served_again(clock: FakeClock) -> None:
+    """When one place's 401 dropped a token and its replacement cannot be had, the token is
+    served again to the places that accept it."""
+    rules = states(clock)
+    served = token(clock)
+    fetch(rules, served)
+    assert rules.refused(RISK, served, HERE) is Refusal.DROPPED
+    replacement = waiter(rules).flight
+    error = refusal(status=429, retry_after=60)
+    assert fail_attempt(rules, replacement, error) is None
+    rules.failed(replacement, error)
+    assert rules.demand(RISK, owner=LOOP).token == served
+    assert rules.refused(RISK, served, HERE) is Refusal.KEPT
 
 
 def test_an_older_token_arriving_late_does_not_replace_a_newer_one(clock: FakeClock) -> None:
@@ -249,6 +331,7 @@ def test_an_older_token_arriving_late_does_not_replace_a_newer_one(clock: FakeCl
     replacement = rules.demand(RISK, owner=other_loop).start
     assert replacement is not None
     assert replacement is not stale_flight
+    assert stale_flight.ended
     rules.fetched(replacement, newer)
     rules.fetched(stale_flight, token(clock, "older"))
     assert rules.fresh_token(RISK) == newer
@@ -256,16 +339,36 @@ def test_an_older_token_arriving_late_does_not_replace_a_newer_one(clock: FakeCl
 
 def test_a_flight_of_an_event_loop_that_ended_is_replaced(clock: FakeClock) -> None:
     """A caller on a new event loop starts its own flight rather than wait on one of a loop
-    that has ended, whose attempts then stop."""
+    that has ended, whose attempts then stop; the orphan's waiters are told to ask again."""
     ended = object()
     rules = states(clock, owner_alive=lambda owner: owner is not ended)
     orphan = rules.demand(RISK, owner=ended).start
     assert orphan is not None
+    joined = waiter(rules, owner=ended)
+    assert joined.flight is orphan
     step = rules.demand(RISK, owner=LOOP)
     assert step.start is not None
     assert step.start.owner is LOOP
-    orphan.attempt = 1
-    assert rules.attempt_failed(orphan, refusal()) is None
+    verdict, _ = rules.verdict(joined)
+    assert (verdict.token, verdict.error, verdict.waiting) == (None, None, False)
+    assert not rules.attempt_starts(orphan)
+
+
+def test_a_waiter_finds_out_on_its_own_that_the_flights_event_loop_ended(
+    clock: FakeClock,
+) -> None:
+    """A caller on another loop, waiting for a flight whose loop stops running, is told to
+    ask again without anyone else arriving."""
+    alive = {"owner": True}
+    owner = object()
+    rules = states(clock, owner_alive=lambda loop: loop is not owner or alive["owner"])
+    flight = waiter(rules, owner=owner).flight
+    joined = waiter(rules, owner=LOOP)
+    assert rules.verdict(joined)[0].waiting
+    alive["owner"] = False
+    verdict, _ = rules.verdict(joined)
+    assert not verdict.waiting
+    assert flight.ended
 
 
 def test_a_flight_of_another_live_event_loop_is_joined(clock: FakeClock) -> None:
@@ -274,10 +377,10 @@ def test_a_flight_of_another_live_event_loop_is_joined(clock: FakeClock) -> None
     flight = rules.demand(RISK, owner=LOOP).start
     step = rules.demand(RISK, owner=object())
     assert step.start is None
-    assert step.flight is flight
+    assert step.waiter is not None
+    assert step.waiter.flight is flight
     assert flight is not None
-    flight.attempt = 1
-    assert rules.attempt_failed(flight, refusal()) is not None
+    assert fail_attempt(rules, flight, refusal()) is not None
 
 
 def test_an_abandoned_flight_lets_the_next_caller_start_again(clock: FakeClock) -> None:
@@ -304,12 +407,13 @@ def test_a_retry_after_of_a_year_holds_requests_back_for_the_limit_only(clock: F
     """A Retry-After far beyond reason (a wrong date, a broken proxy) holds token requests back
     for RETRY_AFTER_HOLD_LIMIT, after which one request goes out to ask again."""
     rules = states(clock)
-    flight = rules.demand(RISK, owner=LOOP).start
-    assert flight is not None
-    rules.failed(flight, refusal(status=429, retry_after=365 * 86400))
-    clock.advance(RETRY_AFTER_HOLD_LIMIT - 1)
+    flight = waiter(rules).flight
+    error = refusal(status=429, retry_after=365 * 86400)
+    assert fail_attempt(rules, flight, error) is None
+    rules.failed(flight, error)
+    clock.advance(RETRY_AFTER_HOLD_LIMIT - 40)
     assert rules.demand(RISK, owner=LOOP).error is not None
-    clock.advance(1)
+    clock.advance(40)
     assert rules.demand(RISK, owner=LOOP).start is not None
 
 
@@ -318,5 +422,92 @@ def test_the_states_repr_shows_no_refused_token(clock: FakeClock) -> None:
     rules = states(clock)
     refused = token(clock, "eyJ-refused-token-value")
     fetch(rules, refused)
-    rules.refused(RISK, refused)
+    rules.refused(RISK, refused, HERE)
     assert "eyJ-refused-token-value" not in repr(rules._records)
+
+
+# The waiting rule
+
+
+def test_a_waiter_with_a_deadline_keeps_the_flight_trying_past_max_attempts(
+    clock: FakeClock,
+) -> None:
+    """While a caller's deadline lies beyond the next attempt, the flight keeps trying 503s;
+    a caller without a deadline leaves after max_attempts with the last answer."""
+    rules = states(clock, max_attempts=2)
+    patient = waiter(rules, deadline=clock() + 10)
+    flight = patient.flight
+    bounded = waiter(rules)
+    assert fail_attempt(rules, flight, refusal()) is not None
+    assert rules.verdict(bounded)[0].waiting
+    assert fail_attempt(rules, flight, refusal()) is not None
+    verdict, _ = rules.verdict(bounded)
+    assert verdict.error is not None
+    assert "the last of 2 attempts" in str(verdict.error)
+    rules.leave(bounded)
+    assert fail_attempt(rules, flight, refusal()) is not None
+    assert rules.verdict(patient)[0].wait_until == clock() + 10
+
+
+def test_a_waiter_leaves_when_the_next_attempt_comes_after_its_deadline(
+    clock: FakeClock,
+) -> None:
+    """A Retry-After longer than a caller can wait sends it away at once with the endpoint's
+    last answer, while a caller with more time keeps waiting."""
+    rules = states(clock)
+    short = waiter(rules, deadline=clock() + 2)
+    long = waiter(rules, deadline=clock() + 10)
+    assert fail_attempt(rules, short.flight, refusal(status=429, retry_after=5)) == 5
+    verdict, _ = rules.verdict(short)
+    assert isinstance(verdict.error, TokenRequestError)
+    assert str(verdict.error).endswith(
+        "within the 2 s the request could wait (the next token request goes out in 5 s; "
+        "the last answer: refused)"
+    )
+    assert verdict.error.status_code == 429
+    assert rules.verdict(long)[0].waiting
+    clock.advance(10)
+    verdict, _ = rules.verdict(long)
+    assert verdict.error is not None
+
+
+def test_a_flight_nobody_waits_for_stops_before_its_next_attempt(clock: FakeClock) -> None:
+    """When every waiter has left, the flight makes no more attempts, and ends."""
+    rules = states(clock)
+    joined = waiter(rules, deadline=clock() + 10)
+    flight = joined.flight
+    assert fail_attempt(rules, flight, refusal()) is not None
+    rules.leave(joined)
+    assert not rules.attempt_starts(flight)
+    assert flight.ended
+    assert rules.phase(RISK) is Phase.EMPTY
+
+
+def test_every_waiter_learns_a_flights_outcome_whoever_ends_it(clock: FakeClock) -> None:
+    """The signal a waiter holds is set when the flight ends, and the verdict then carries the
+    token to every waiter."""
+    rules = states(clock)
+    first, second = waiter(rules), waiter(rules, deadline=clock() + 5)
+    _, signal = rules.verdict(first)
+    issued = token(clock)
+    rules.fetched(first.flight, issued)
+    assert signal._done
+    assert rules.verdict(first)[0].token == issued
+    assert rules.verdict(second)[0].token == issued
+
+
+def test_holds_are_measured_on_the_monotonic_clock(clock: FakeClock) -> None:
+    """A wall clock stepped back an hour after a 429 with Retry-After 5 leaves the hold at 5 s,
+    not 3605."""
+    monotonic = FakeClock(0.0)
+    rules = states(clock, monotonic=monotonic, max_attempts=1)
+    flight = waiter(rules).flight
+    error = refusal(status=429, retry_after=5)
+    assert fail_attempt(rules, flight, error) is None
+    rules.failed(flight, error)
+    clock.advance(-3600)
+    step = rules.demand(RISK, owner=LOOP, deadline=monotonic() + 1)
+    assert step.error is not None
+    assert step.error.retry_after == pytest.approx(5)
+    monotonic.advance(5)
+    assert rules.demand(RISK, owner=LOOP).start is not None
