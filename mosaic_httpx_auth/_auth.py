@@ -55,7 +55,9 @@ class MosaicAuth(httpx.Auth):
     hosts excepted).
 
     Fetches and refreshes run in tasks of the event loop's own: a request that gives up does
-    not abandon the fetch it started, and no request waits for a refresh. ``async with auth:``
+    not abandon the fetch it started, and no request waits for a refresh. A request waits for
+    its token as long as its pool timeout allows, while the fetch tries again what waiting may
+    heal; `get_token` and `get_token_sync` take a `timeout` of their own. ``async with auth:``
     (or `aclose()`) closes the token client at the end; one `MosaicAuth` may serve one event
     loop after another. Sync requests (`httpx.Client`, `get_token_sync`) share the same
     tokens and rules: their fetches run on an event loop thread of the auth's own, which
@@ -99,8 +101,9 @@ class MosaicAuth(httpx.Auth):
         cache: A `TokenCache` to share tokens with other `MosaicAuth` instances.
         on_event: Called with an `AuthEvent` for each token fetch, failed attempt, refresh,
             failed refresh and 401 retry: a place to feed metrics or traces.
-        clock: Returns the current time in seconds since the epoch; for tests. Any clock
-            but `time.time` also measures pauses and deadlines, so that a test moves one.
+        clock: Returns the current time in seconds since the epoch; for tests. Pauses and
+            deadlines are measured on `time.monotonic`, or on the clock's own ``monotonic()``
+            if it has one, so that a test can move both.
     """
 
     requires_request_body = False
@@ -186,8 +189,8 @@ class MosaicAuth(httpx.Auth):
                 setting="cache",
             )
         # Holds, pauses and deadlines are measured on a monotonic clock, which a wall clock
-        # set back or forward cannot stretch; a test's clock measures them too.
-        self._monotonic = time.monotonic if clock is time.time else clock
+        # set back or forward cannot stretch; a test's clock may offer one of its own.
+        self._monotonic: Callable[[], float] = getattr(clock, "monotonic", time.monotonic)
         self._states = TokenStates(
             leeway=_seconds("leeway", leeway),
             refresh_window=_seconds("refresh_window", refresh_window),
@@ -285,11 +288,14 @@ class MosaicAuth(httpx.Auth):
             AuthEvent("unauthorized_retry", resource, status_code=401),
             f"{request.method} {request.url.copy_with(query=None, username=None, password=None)}",
         )
-        token = yield _TokenNeeded(resource, request, self._deadline(request))
+        refused = token
+        token = yield _TokenNeeded(resource, request, self._deadline(request), refused)
         self._authorized(request, token)
         response = yield request
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)
+        elif _carried(response, token):
+            yield _Refused(resource, token, _place(request))  # told, not retried again
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -310,7 +316,9 @@ class MosaicAuth(httpx.Auth):
             except StopIteration:
                 return
             if isinstance(step, _TokenNeeded):
-                answer = await self._usable_token(step.resource, step.request, step.deadline)
+                answer = await self._usable_token(
+                    step.resource, step.request, step.deadline, step.refused
+                )
             elif isinstance(step, _Refused):
                 answer = await self._store.refused(step.resource, step.token, step.place)
             else:
@@ -337,7 +345,7 @@ class MosaicAuth(httpx.Auth):
             except StopIteration:
                 return
             if isinstance(step, _TokenNeeded):
-                answer = self._sync_token(step.resource, step.request, step.deadline)
+                answer = self._sync_token(step.resource, step.request, step.deadline, step.refused)
             elif isinstance(step, _Refused):
                 answer = self._blocking(self._store.refused, step.resource, step.token, step.place)
             else:
@@ -361,12 +369,13 @@ class MosaicAuth(httpx.Auth):
         resource: str | None,
         request: httpx.Request | None = None,
         deadline: float | None = None,
+        refused: AccessToken | None = None,
     ) -> AccessToken:
-        """The store's token for `resource`, by `deadline`. Its failure names `request` as the
-        one that needed it, as httpx's own errors do; without one, the token request,
-        bodiless (its body holds the credentials)."""
+        """The store's token for `resource`, by `deadline`, other than `refused`. Its failure
+        names `request` as the one that needed it, as httpx's own errors do; without one, the
+        token request, bodiless (its body holds the credentials)."""
         try:
-            return await self._store.token(resource, deadline=deadline)
+            return await self._store.token(resource, deadline=deadline, refused=refused)
         except TokenRequestError as error:
             error.request = request or self._http.Request("POST", self._endpoint.token_url)
             raise
@@ -376,13 +385,14 @@ class MosaicAuth(httpx.Auth):
         resource: str | None,
         request: httpx.Request | None = None,
         deadline: float | None = None,
+        refused: AccessToken | None = None,
     ) -> AccessToken:
-        """A usable token for a sync caller: one still usable is served at once, as the async
-        path does, its refresh started if due; else this thread waits for the fetch, until
-        `deadline`."""
+        """A usable token other than `refused` for a sync caller: one still usable is served
+        at once, as the async path does, its refresh started if due; else this thread waits
+        for the fetch, until `deadline`."""
         token, refresh_due = self._states.served_token(resource)
-        if token is None:
-            return self._blocking(self._usable_token, resource, request, deadline)
+        if token is None or token == refused:
+            return self._blocking(self._usable_token, resource, request, deadline, refused)
         if refresh_due:
             # Started on the auth's thread, not waited for: the first there starts it.
             self._loop_thread_for_sync().submit(self._usable_token, resource)
@@ -398,15 +408,20 @@ class MosaicAuth(httpx.Auth):
                 "a sync request that needs a token was made on an event loop's thread: "
                 "use httpx.AsyncClient there (or get_token), or make it in a worker thread"
             )
-        loop_thread = self._loop_thread_for_sync()
+        future = self._loop_thread_for_sync().submit(func, *args)
         try:
-            return loop_thread.submit(func, *args).result()
+            return future.result()
         except concurrent.futures.CancelledError as error:
             resource = args[0] if args and isinstance(args[0], str | None) else None
             raise TokenRequestError(
                 f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth was closed",
                 resource=resource,
             ) from error
+        except BaseException:
+            # Interrupted (Ctrl+C, a signal handler's exception): stop waiting there too, so
+            # that nobody keeps a fetch going for this caller.
+            future.cancel()
+            raise
 
     def _loop_thread_for_sync(self) -> LoopThread:
         """The auth's own event loop thread, made at the first sync call that needs it."""
@@ -522,11 +537,13 @@ def _seconds(name: str, value: float, *, positive: bool = False) -> float:
 
 @dataclass(frozen=True, slots=True)
 class _TokenNeeded:
-    """The flow needs a usable token for `resource`, for `request`, by `deadline`."""
+    """The flow needs a usable token for `resource` other than `refused`, for `request`, by
+    `deadline`."""
 
     resource: str | None
     request: httpx.Request
     deadline: float | None
+    refused: AccessToken
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,13 +39,19 @@ class Completion:
             wake()
 
     async def wait(self) -> None:
-        """Return once it is set; cancellable like any wait."""
+        """Return once it is set; cancellable like any wait, which leaves nothing behind."""
         with self._lock:
             if self._done:
                 return
             event = anyio.Event()
-            self._wakers.append(_waker(event))
-        await event.wait()
+            wake = _waker(event)
+            self._wakers.append(wake)
+        try:
+            await event.wait()
+        finally:
+            with self._lock:
+                if wake in self._wakers:  # cancelled before it was set
+                    self._wakers.remove(wake)
 
 
 def _waker(event: anyio.Event) -> Callable[[], None]:

@@ -237,12 +237,21 @@ async def _read_bounded(response: httpx.Response, resource: str | None) -> bytes
             received += len(raw)
             chunk = raw
             if inflater is not None:
+                # One byte past the bound is enough to refuse; what input this leaves
+                # uninflated is never needed.
+                limit = MAX_RESPONSE_BYTES + 1 - size
                 try:
-                    # One byte past the bound is enough to refuse; what input this leaves
-                    # uninflated is never needed.
-                    chunk = inflater.decompress(raw, MAX_RESPONSE_BYTES + 1 - size)
+                    chunk = inflater.decompress(raw, limit)
                 except zlib.error as exc:
-                    raise refused(f"is not valid {codings[0]}") from exc
+                    if codings[0] != "deflate" or received != len(raw):
+                        raise refused(f"is not valid {codings[0]}") from exc
+                    # Raw deflate, without zlib's wrapping, as some servers send it and
+                    # httpx accepts it.
+                    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    try:
+                        chunk = inflater.decompress(raw, limit)
+                    except zlib.error:
+                        raise refused(f"is not valid {codings[0]}") from exc
             size += len(chunk)
             if max(received, size) > MAX_RESPONSE_BYTES:
                 raise refused(too_large)

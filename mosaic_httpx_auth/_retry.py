@@ -43,7 +43,8 @@ class RetryPolicy:
         Full jitter (a uniform draw up to the exponential ceiling) spreads a fleet's retries
         after a shared outage instead of synchronising them.
         """
-        ceiling = min(MAX_BACKOFF, self.backoff * 2.0 ** (attempt - 1))
+        # The exponent stops growing long before MAX_BACKOFF could: no float overflows.
+        ceiling = min(MAX_BACKOFF, self.backoff * 2.0 ** min(attempt - 1, 32))
         return ceiling * jitter()
 
     def retry_in(

@@ -115,9 +115,16 @@ class TokenStore:
             self._request if cache is None else partial(self._through_cache, cache)
         )
 
-    async def token(self, resource: str | None, *, deadline: float | None = None) -> AccessToken:
-        """A usable token for `resource`, waiting for a fetch until `deadline` (monotonic) if
-        need be; without one, for at most the retry policy's attempts of one flight.
+    async def token(
+        self,
+        resource: str | None,
+        *,
+        deadline: float | None = None,
+        refused: AccessToken | None = None,
+    ) -> AccessToken:
+        """A usable token for `resource` other than `refused` (one an API just refused),
+        waiting for a fetch until `deadline` (monotonic) if need be; without one, for at most
+        the retry policy's attempts of one flight.
 
         Raises `TokenRequestError` (a copy of its own per caller) when the fetch fails, when
         no token can come by `deadline`, or at once when a token request is held back longer
@@ -125,7 +132,7 @@ class TokenStore:
         """
         owner = current_loop()
         while True:
-            step = self._states.demand(resource, owner=owner, deadline=deadline)
+            step = self._states.demand(resource, owner=owner, deadline=deadline, refused=refused)
             if step.start is not None:
                 start_detached(self._fly, step.start)
             if step.token is not None:

@@ -96,7 +96,9 @@ _REPORTS: dict[EventName, tuple[str | None, int]] = {
 class Telemetry:
     """Counts, logs and forwards what the request flow, store and endpoint report.
 
-    `report` is the one place an event becomes a counter, a log line and a hook call.
+    `report` is the one place an event becomes a counter, a log line and a hook call. Cache
+    hits are no event: counted on every request's warm path, they are bumped directly, as an
+    event per request would cost every request.
     """
 
     def __init__(self, on_event: Callable[[AuthEvent], object] | None = None) -> None:

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ._completion import Completion
 from ._exceptions import TokenRequestError
-from ._retry import is_retryable
+from ._retry import MAX_BACKOFF, is_retryable
 from ._services import for_resource
 
 if TYPE_CHECKING:
@@ -75,6 +75,16 @@ if TYPE_CHECKING:
 # The longest a Retry-After holds every token request back: a wrong date or a broken proxy
 # must not stop a service for days. Past it, one request goes out and asks again.
 RETRY_AFTER_HOLD_LIMIT = 600.0
+# Past the attempts a caller without a timeout waits for, each wait is at least this long,
+# doubling up to MAX_BACKOFF whatever `backoff` or a ``Retry-After: 0`` say: a long deadline
+# must never become a stream of token requests.
+EXTENDED_BACKOFF_FIRST = 0.5
+# Within this many seconds of its arrival, a token fetched in answer to a 401 that a second
+# place refuses is kept: two refusals in a row are an API refusing tokens, not a revocation.
+REFUSAL_COOLDOWN = 30.0
+# A place that refused the token fetched for it refuses every token: its 401s drop nothing for
+# this long, or until it accepts the token or a new one arrives. Then one more is tried.
+REFUSING_PLACE_HOLD = 60.0
 
 
 class Phase(enum.Enum):
@@ -235,8 +245,11 @@ class _Record:
     """The place whose 401 dropped the last token, until a new one arrives."""
     answers: str | None = None
     """The place whose 401 the current token answers, until that place accepts it."""
+    received_at: float = -math.inf
+    """When the current token arrived (monotonic)."""
     refuses_all: dict[str, float] = field(default_factory=dict, repr=False)
-    """Places that refused the token fetched for them, until that token's expiry (wall)."""
+    """Places that refused the token fetched for them, until when (monotonic) their 401s
+    drop nothing; forgotten when they accept the token or a new one arrives."""
     refused: dict[str, float] = field(default_factory=dict, repr=False)
     """Tokens an API refused, with their expiry: never to be taken back from a cache."""
 
@@ -312,9 +325,16 @@ class TokenStates:
             return Phase.EMPTY
         return record.phase(self._clock(), self._monotonic())
 
-    def demand(self, resource: str | None, *, owner: object, deadline: float | None = None) -> Step:
+    def demand(
+        self,
+        resource: str | None,
+        *,
+        owner: object,
+        deadline: float | None = None,
+        refused: AccessToken | None = None,
+    ) -> Step:
         """A caller on `owner` (its event loop) needs a token for `resource`, by `deadline`
-        (monotonic) if it has one."""
+        (monotonic) if it has one, and other than `refused`, which an API just refused it."""
         with self._lock:
             record = self._records.setdefault(resource, _Record())
             flight = record.flight
@@ -322,7 +342,12 @@ class TokenStates:
                 self._end(record, flight)  # its event loop is gone: its waiters ask again
             now, monotonic_now = self._clock(), self._monotonic()
             phase = record.phase(now, monotonic_now)
-            if phase is Phase.FRESH or phase is Phase.REFRESHING:
+            if refused is not None and record.entry.token == refused:
+                # Served again to the places that take it while its replacement is awaited.
+                if record.flight is not None:
+                    return Step(waiter=self._join(record.flight, owner, deadline, monotonic_now))
+                phase = Phase.BACKING_OFF if monotonic_now < record.retry_at else Phase.EMPTY
+            elif phase is Phase.FRESH or phase is Phase.REFRESHING:
                 return Step(token=record.entry.token)
             if phase is Phase.STALE:
                 record.flight = Flight(resource, "refresh", owner, starts_at=monotonic_now)
@@ -331,7 +356,7 @@ class TokenStates:
                 return Step(waiter=self._join(record.flight, owner, deadline, monotonic_now))
             starts_at = monotonic_now
             if phase is Phase.BACKING_OFF:
-                if now < record.entry.usable_until:
+                if now < record.entry.usable_until and record.entry.token != refused:
                     return Step(token=record.entry.token)
                 if record.error is not None:
                     if not self._may_wait(deadline, record.retry_at, monotonic_now):
@@ -405,6 +430,7 @@ class TokenStates:
                 return None  # superseded: its callers were served by another flight
             now = self._monotonic()
             flight.last_error, flight.failures = error, flight.failures + 1
+            self._serve_dropped(record)
             delay = self._backoff(record, error)
             if delay is not None:
                 flight.next_attempt_at = now + delay
@@ -426,10 +452,9 @@ class TokenStates:
                 return  # a newer token arrived first: keep it
             record.entry, record.dropped = self._entry_for(token), _NO_ENTRY
             record.answers, record.refused_at = record.refused_at, None
-            if record.answers is not None:
-                self.on_probation.add(flight.resource)
-            else:
-                self.on_probation.discard(flight.resource)
+            record.received_at = self._monotonic()
+            record.refuses_all.clear()  # they refused another token
+            self._update_probation(flight.resource, record)
             record.retry_at, record.error, record.refresh_after = -math.inf, None, -math.inf
             record.failures = 0
 
@@ -456,9 +481,7 @@ class TokenStates:
                     record.retry_at, record.error = monotonic_now + hold, error
                 elif is_retryable(error) and flight.next_attempt_at > monotonic_now:
                     record.retry_at, record.error = flight.next_attempt_at, error
-            if record.entry.token is None and now < record.dropped.usable_until:
-                # The replacement for a token one place refused failed: the others had it.
-                record.entry, record.refused_at = record.dropped, None
+            self._serve_dropped(record)
             if now >= record.entry.usable_until:
                 return None
             retry_after = error.retry_after if isinstance(error, TokenRequestError) else None
@@ -476,31 +499,42 @@ class TokenStates:
         there is a revocation, not a refusal of every token."""
         with self._lock:
             record = self._records.get(resource)
-            if record is not None and record.entry.token == token and record.answers == place:
+            if record is None or record.entry.token != token:
+                return
+            if record.answers == place:
                 record.answers = None
-                self.on_probation.discard(resource)
+            record.refuses_all.pop(place, None)
+            self._update_probation(resource, record)
 
     def refused(self, resource: str | None, token: AccessToken, place: str) -> Refusal:
         """An API at `place` answered 401 to a request carrying `token`: what that does."""
         with self._lock:
             record = self._records.setdefault(resource, _Record())
-            now = self._clock()
+            now, monotonic_now = self._clock(), self._monotonic()
             record.refused = _unexpired(record.refused, now)
-            record.refuses_all = _unexpired(record.refuses_all, now)
             if record.entry.token != token:
                 return Refusal.REPLACED
-            if place in record.refuses_all:
-                return Refusal.KEPT
-            if record.answers == place:
-                # It refused the token fetched for it, too: it refuses every token.
-                record.refuses_all[place] = record.entry.usable_until
-                return Refusal.KEPT
-            if self._monotonic() < record.retry_at:
-                return Refusal.KEPT  # no replacement can come yet: others may still take it
+            marked_until = record.refuses_all.get(place)
+            if marked_until is not None and monotonic_now < marked_until:
+                return Refusal.KEPT  # a place that refuses every token
+            if monotonic_now < record.retry_at:
+                return Refusal.KEPT  # no replacement can come yet: others go on with it
+            if marked_until is not None:
+                del record.refuses_all[place]  # its mark lapsed: one more token is tried there
+            elif record.answers is not None:
+                if record.answers == place:
+                    # It refused the token fetched for it, too: it refuses every token.
+                    record.refuses_all[place] = monotonic_now + REFUSING_PLACE_HOLD
+                    self._update_probation(resource, record)
+                    return Refusal.KEPT
+                if monotonic_now - record.received_at < REFUSAL_COOLDOWN:
+                    return Refusal.KEPT  # refused at two places in a row: not a revocation
+            if token.token in record.refused:
+                return Refusal.REPLACED  # served again while its replacement is awaited
             record.refused[token.token] = token.expires_at
             record.dropped, record.entry = record.entry, _NO_ENTRY
-            record.refused_at = place
-            self.on_probation.discard(resource)
+            record.refused_at, record.answers = place, None
+            self._update_probation(resource, record)
             return Refusal.DROPPED
 
     def accepts(self, flight: Flight, token: AccessToken) -> bool:
@@ -530,6 +564,19 @@ class TokenStates:
     def _alive(self, flight: Flight) -> bool:
         return self._owner_alive(flight.owner)
 
+    def _serve_dropped(self, record: _Record) -> None:
+        """After a failed attempt to replace a token one place refused, serve it again to the
+        places that take it (the one that refused it waits for the replacement)."""
+        if record.entry.token is None and self._clock() < record.dropped.usable_until:
+            record.entry = record.dropped
+
+    def _update_probation(self, resource: str | None, record: _Record) -> None:
+        """Have acceptances reported while the token answers a refusal or a place is marked."""
+        if record.answers is not None or record.refuses_all:
+            self.on_probation.add(resource)
+        else:
+            self.on_probation.discard(resource)
+
     def _join(self, flight: Flight, owner: object, deadline: float | None, now: float) -> Waiter:
         waiter = Waiter(flight, owner, deadline, joined_at=now)
         flight.waiters.append(waiter)
@@ -544,11 +591,11 @@ class TokenStates:
             record.flight = None
 
     def _may_wait(self, deadline: float | None, until: float, now: float) -> bool:
-        """Whether a caller with `deadline` waits for a token request held back `until`:
-        one without a deadline waits as long as a Retry-After the policy honours."""
-        if deadline is None:
-            return until - now <= self.retry.max_retry_after
-        return until < deadline
+        """Whether a caller with `deadline` (None: none) waits for a token request held back
+        `until`: as long as a Retry-After the policy honours, and no later than its deadline."""
+        if until - now > self.retry.max_retry_after:
+            return False
+        return deadline is None or until < deadline
 
     def _backoff(self, record: _Record, error: TokenRequestError) -> float | None:
         """Seconds before the next token request after `error`, or None when waiting cannot
@@ -556,9 +603,15 @@ class TokenStates:
         record.failures += 1
         if not is_retryable(error):
             return None
-        if error.retry_after is None:
-            return self.retry.delay(record.failures)
-        return error.retry_after if error.retry_after <= self.retry.max_retry_after else None
+        retry_after = error.retry_after or 0.0
+        if retry_after > self.retry.max_retry_after:
+            return None
+        delay = max(retry_after, self.retry.delay(record.failures))
+        beyond = record.failures - self.retry.max_attempts
+        if beyond >= 0:
+            floor = EXTENDED_BACKOFF_FIRST * 2.0 ** min(beyond, 32)
+            delay = max(delay, min(MAX_BACKOFF, floor))
+        return delay
 
     def _worth_waiting(self, flight: Flight) -> bool:
         """Whether a waiter of `flight` can use its next attempt."""

@@ -61,6 +61,10 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:
+        """The same time, as MosaicAuth's monotonic clock: a test moves both at once."""
+        return self.now
+
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
@@ -155,10 +159,12 @@ def token_store(
     client_secret: str = CLIENT_SECRET,
     cache: TokenCache | None = None,
     telemetry: Telemetry | None = None,
+    monotonic: FakeClock | None = None,
     **policy: Any,
 ) -> TokenStore:
     """A token store asking `http_client` for tokens with the retry `policy`, waiting between
-    attempts (and for a shared `cache`'s lease holder) with `sleep` instead of real time."""
+    attempts (and for a shared `cache`'s lease holder) with `sleep` instead of real time, and
+    measuring pauses on `monotonic` (by default `clock`)."""
     retry = RetryPolicy(**policy)
     endpoint = TokenEndpoint(
         token_url=TOKEN_URL,
@@ -167,15 +173,16 @@ def token_store(
         clock=clock,
         retry=retry,
     )
+    monotonic = monotonic or clock
     states = TokenStates(
-        leeway=60.0, refresh_window=300.0, retry=retry, clock=clock, monotonic=clock
+        leeway=60.0, refresh_window=300.0, retry=retry, clock=clock, monotonic=monotonic
     )
     return TokenStore(
         endpoint,
         states,
         telemetry=telemetry or Telemetry(),
         clock=clock,
-        monotonic=clock,
+        monotonic=monotonic,
         sleep=sleep,
         cache=cache,
     )

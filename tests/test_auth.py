@@ -297,6 +297,25 @@ async def test_a_path_that_refuses_every_token_costs_two_token_requests(
     assert mosaic.token_requests[RISK] == 2
 
 
+async def test_an_api_refusing_every_token_at_a_path_per_id_costs_two_token_requests(
+    mosaic: FakeMosaic,
+) -> None:
+    """Fifty requests to /risk/v1/refuses/<id>, each place answering 401 to every token, cost
+    two token requests: the second place's refusal of the replacement is no revocation."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/risk/v1/refuses/"):
+            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
+        return await mosaic.handle(request)
+
+    auth = mosaic.auth(resource=RISK)
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+        for number in range(50):
+            response = await client.get(f"{API}/risk/v1/refuses/{number}")
+            assert response.status_code == 401
+    assert mosaic.token_requests[RISK] == 2
+
+
 async def test_a_refusing_path_meeting_a_429_leaves_the_working_api_its_token(
     mosaic: FakeMosaic,
 ) -> None:

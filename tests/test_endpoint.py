@@ -404,9 +404,13 @@ class Arriving(httpx.AsyncByteStream):
             yield self.body[start : start + 65536]
 
 
+_WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "raw deflate": -zlib.MAX_WBITS}
+
+
 def compressed(body: bytes, coding: str) -> bytes:
-    """`body` encoded as the ``Content-Encoding`` `coding` (gzip or deflate) says."""
-    compressor = zlib.compressobj(wbits=zlib.MAX_WBITS | 16 if coding == "gzip" else zlib.MAX_WBITS)
+    """`body` encoded as `coding` says: gzip, deflate (zlib-wrapped, as the RFC says) or raw
+    deflate (as some servers send deflate)."""
+    compressor = zlib.compressobj(wbits=_WBITS[coding])
     return compressor.compress(body) + compressor.flush()
 
 
@@ -418,15 +422,17 @@ def gzip_bomb() -> bytes:
     return b"".join([*(compressor.compress(zeros) for _ in range(200)), compressor.flush()])
 
 
-@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw deflate"])
 async def test_a_compressed_token_response_is_inflated(coding: str) -> None:
-    """A token answer in gzip or deflate, the encodings the request asks for, is read."""
+    """A token answer in gzip or deflate, the encodings the request asks for, is read; deflate
+    without zlib's wrapping too, as httpx reads it."""
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         body = compressed(json.dumps({"access_token": "t", "expires_in": 60}).encode(), coding)
-        return httpx.Response(200, headers={"Content-Encoding": coding}, stream=Arriving(body))
+        headers = {"Content-Encoding": coding.removeprefix("raw ")}
+        return httpx.Response(200, headers=headers, stream=Arriving(body))
 
     token = await endpoint_answering(handler).request_token(RISK)
     assert token.token == "t"

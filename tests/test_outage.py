@@ -421,3 +421,18 @@ def test_stats_count_the_token_requests_that_were_sent(
         asyncio.run(leave_early())
     asyncio.run(auth.get_token())
     assert auth.stats().token_requests == emulator.token_requests[RISK] == 1
+
+
+def test_a_clock_of_the_callers_own_still_ends_every_wait(
+    served: tuple[MosaicEmulator, str],
+) -> None:
+    """A `clock` that never moves (an application's, or a test's) does not hold waits up:
+    deadlines and pauses are measured on the monotonic clock."""
+    emulator, url = served
+    emulator.fail_next_token_requests(503, count=1000)
+    frozen = time.time()
+    with (
+        served_auth(emulator, url, clock=lambda: frozen) as auth,
+        pytest.raises(TokenRequestError, match=r"within the 0\.3 s"),
+    ):
+        auth.get_token_sync(timeout=0.3)

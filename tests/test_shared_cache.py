@@ -253,6 +253,23 @@ async def test_an_outage_is_reported_once_and_the_cache_left_alone_for_a_pause(
     assert mosaic.token_requests == {"r1": 1, "r2": 1, "r3": 1, "r4": 1, "r4b": 1, "r5": 1}
 
 
+async def test_the_outage_pause_is_measured_on_the_monotonic_clock(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """A wall clock stepped back an hour during a cache outage leaves the pause at 2 s."""
+    monotonic = FakeClock(0.0)
+    cache = CountingCache(clock)
+    cache.failing = True
+    store = token_store(
+        mosaic.http_client(), clock=clock, monotonic=monotonic, sleep=anyio.sleep, cache=cache
+    )
+    await store.token("r1")
+    clock.advance(-3600)
+    monotonic.advance(CACHE_PAUSE_FIRST)
+    await store.token("r2")
+    assert cache.calls == ["claim", "claim"]
+
+
 class HangingCache(CountingCache):
     """A cache whose claims hang until `answer` is set, and then fail."""
 

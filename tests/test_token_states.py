@@ -9,6 +9,8 @@ import pytest
 from mosaic_httpx_auth import AccessToken, TokenRequestError
 from mosaic_httpx_auth._retry import RetryPolicy
 from mosaic_httpx_auth._token_states import (
+    REFUSAL_COOLDOWN,
+    REFUSING_PLACE_HOLD,
     RETRY_AFTER_HOLD_LIMIT,
     Flight,
     Phase,
@@ -175,9 +177,26 @@ def test_a_token_refused_while_its_refresh_rests_is_fetched_at_once(clock: FakeC
 
 
 def test_retry_after_holds_back_every_caller_who_cannot_wait_that_long(clock: FakeClock) -> None:
-    """Without a usable token, a caller whose deadline (or, without one, max_retry_after)
-    comes before the Retry-After ends fails at once; one who can wait starts a flight that
-    begins when it ends."""
+    """Without a usable token, a caller whose deadline comes before the Retry-After ends fails
+    at once; one who can wait starts a flight that begins when it ends."""
+    rules = states(clock, max_retry_after=30, max_attempts=1)
+    flight = waiter(rules).flight
+    error = refusal(status=429, retry_after=25)
+    assert fail_attempt(rules, flight, error) is None
+    rules.failed(flight, error)
+    clock.advance(5)
+    hurried = rules.demand(RISK, owner=LOOP, deadline=clock() + 19)
+    assert hurried.start is None
+    assert hurried.error is not None
+    assert hurried.error.retry_after == pytest.approx(20)
+    patient = rules.demand(RISK, owner=LOOP, deadline=clock() + 21)
+    assert patient.start is not None
+    assert patient.start.next_attempt_at == pytest.approx(clock() + 20)
+
+
+def test_a_retry_after_beyond_max_retry_after_fails_every_caller_at_once(clock: FakeClock) -> None:
+    """A Retry-After longer than max_retry_after ends the fetch, and every caller fails at once
+    until it has passed, whatever its timeout: waiting longer is failing now."""
     rules = states(clock, max_retry_after=30)
     flight = waiter(rules).flight
     error = refusal(status=429, retry_after=120)
@@ -185,14 +204,12 @@ def test_retry_after_holds_back_every_caller_who_cannot_wait_that_long(clock: Fa
     rules.failed(flight, error)
     clock.advance(80)
     step = rules.demand(RISK, owner=LOOP)
-    assert step.start is None
     assert step.error is not None
     assert "as it asked" in str(step.error)
     assert step.error.retry_after == pytest.approx(40)
-    assert rules.demand(RISK, owner=LOOP, deadline=clock() + 39).error is not None
-    patient = rules.demand(RISK, owner=LOOP, deadline=clock() + 41)
-    assert patient.start is not None
-    assert patient.start.next_attempt_at == pytest.approx(clock() + 40)
+    assert rules.demand(RISK, owner=LOOP, deadline=clock() + 100).error is not None
+    clock.advance(40)
+    assert rules.demand(RISK, owner=LOOP).start is not None
 
 
 def test_a_failure_waiting_cannot_heal_is_not_remembered(clock: FakeClock) -> None:
@@ -276,8 +293,8 @@ def test_a_place_that_refuses_the_token_fetched_for_it_refuses_every_token(
     clock: FakeClock,
 ) -> None:
     """When the token fetched in answer to a place's 401 is refused there too, that place
-    refuses every token: its 401s keep the token for as long as it lives, while a 401
-    elsewhere still drops it."""
+    refuses every token: its 401s keep the token for a while, even once another place took
+    it, while a 401 elsewhere, past the cooldown, still drops it."""
     rules = states(clock)
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
@@ -285,7 +302,7 @@ def test_a_place_that_refuses_the_token_fetched_for_it_refuses_every_token(
     fetch(rules, second)
     rules.accepted(RISK, second, THERE)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
-    clock.advance(1000)
+    clock.advance(REFUSAL_COOLDOWN)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
     assert rules.fresh_token(RISK) == second
     assert rules.refused(RISK, second, THERE) is Refusal.DROPPED
@@ -511,3 +528,96 @@ def test_holds_are_measured_on_the_monotonic_clock(clock: FakeClock) -> None:
     assert step.error.retry_after == pytest.approx(5)
     monotonic.advance(5)
     assert rules.demand(RISK, owner=LOOP).start is not None
+
+
+def test_a_place_marked_as_refusing_every_token_is_forgotten_once_it_accepts_it(
+    clock: FakeClock,
+) -> None:
+    """A place that refused two tokens in a row and then accepts the second (its API was
+    mended) is no longer taken to refuse every token: a later 401 there is a revocation."""
+    rules = states(clock)
+    first, second = token(clock, "first"), token(clock, "second")
+    fetch(rules, first)
+    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
+    fetch(rules, second)
+    assert rules.refused(RISK, second, HERE) is Refusal.KEPT
+    assert rules.on_probation == {RISK}
+    rules.accepted(RISK, second, HERE)
+    assert rules.on_probation == set()
+    clock.advance(REFUSAL_COOLDOWN)
+    assert rules.refused(RISK, second, HERE) is Refusal.DROPPED
+
+
+def test_a_place_refusing_every_token_is_tried_again_after_a_while(clock: FakeClock) -> None:
+    """The mark on a place that refuses every token lapses: one more token is tried there, so
+    that a revocation seen only there is not ignored for the token's whole life."""
+    rules = states(clock)
+    first, second = token(clock, "first"), token(clock, "second")
+    fetch(rules, first)
+    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
+    fetch(rules, second)
+    assert rules.refused(RISK, second, HERE) is Refusal.KEPT
+    clock.advance(REFUSING_PLACE_HOLD - 1)
+    assert rules.refused(RISK, second, HERE) is Refusal.KEPT
+    clock.advance(1)
+    assert rules.refused(RISK, second, HERE) is Refusal.DROPPED
+
+
+def test_two_places_refusing_in_a_row_are_not_a_revocation(clock: FakeClock) -> None:
+    """The token fetched in answer to one place's 401, refused at once by another place (an
+    API with a path per id), is kept: two refusals in a row are an API refusing tokens."""
+    rules = states(clock)
+    first, second = token(clock, "first"), token(clock, "second")
+    fetch(rules, first)
+    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
+    fetch(rules, second)
+    assert rules.refused(RISK, second, THERE) is Refusal.KEPT
+    clock.advance(REFUSAL_COOLDOWN)
+    assert rules.refused(RISK, second, THERE) is Refusal.DROPPED
+
+
+def test_a_dropped_token_is_served_again_while_its_replacement_keeps_failing(
+    clock: FakeClock,
+) -> None:
+    """After the first failed attempt to replace a token one place refused, the other places
+    are served it again, while the caller it was refused to waits for the replacement."""
+    rules = states(clock)
+    served = token(clock)
+    fetch(rules, served)
+    assert rules.refused(RISK, served, HERE) is Refusal.DROPPED
+    step = rules.demand(RISK, owner=LOOP, deadline=clock() + 30, refused=served)
+    assert step.waiter is not None
+    assert step.start is not None
+    assert rules.demand(RISK, owner=LOOP).waiter is not None  # nothing to serve yet
+    assert fail_attempt(rules, step.start, refusal(status=429, retry_after=10)) == 10
+    assert rules.demand(RISK, owner=LOOP).token == served
+    again = rules.demand(RISK, owner=LOOP, deadline=clock() + 30, refused=served)
+    assert again.waiter is not None
+    assert again.waiter.flight is step.start
+    assert rules.refused(RISK, served, HERE) is Refusal.REPLACED
+
+
+@pytest.mark.parametrize("retry_after", [0.0, None])
+def test_waits_past_max_attempts_keep_growing_whatever_the_settings(
+    clock: FakeClock, retry_after: float | None
+) -> None:
+    """With backoff 0, or a Retry-After of 0, a caller with a long deadline keeps the fetch
+    going, but past max_attempts each wait is at least 0.5 s, doubling to 8 s: a minute of
+    waiting costs a dozen token requests, not thousands."""
+    rules = states(clock, max_attempts=3)
+    flight = waiter(rules, deadline=clock() + 60).flight
+    error = refusal(status=429, retry_after=retry_after)
+    delays = [fail_attempt(rules, flight, error) for _ in range(8)]
+    assert delays == [0.0, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_the_backoff_never_overflows(clock: FakeClock) -> None:
+    """After thousands of failures in a row, the wait is still the longest backoff."""
+    rules = states(clock, backoff=0.5)
+    flight = waiter(rules, deadline=clock() + 10**9).flight
+    for _ in range(2000):
+        delay = fail_attempt(rules, flight, refusal())
+        assert delay is not None
+        assert 0.0 <= delay <= 8.0
+        clock.advance(delay)
+    assert RetryPolicy().delay(10_000) <= 8.0
