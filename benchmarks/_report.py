@@ -190,6 +190,24 @@ def httpx2_table(results: Results) -> str:
                 lambda f: _ms(f.longest_stall),
                 HTTPX2_COLUMNS,
             ),
+            _row(
+                "**Failing token endpoint**: token requests",
+                results.failing,
+                lambda f: str(f.token_requests),
+                HTTPX2_COLUMNS,
+            ),
+            _row(
+                "Failing token endpoint: failed requests",
+                results.failing,
+                _failing(lambda s: f"{s.failed:,}"),
+                HTTPX2_COLUMNS,
+            ),
+            _row(
+                "Failing token endpoint: worst latency",
+                results.failing,
+                _failing(lambda s: _ms(s.worst)),
+                HTTPX2_COLUMNS,
+            ),
         ]
     )
 
@@ -231,6 +249,15 @@ def goals(results: Results) -> list[Goal]:
         if OURS in scenario:
             failed = scenario[OURS].failed
             met.append(Goal(failed == 0, f"no failed request in the {label}: {failed}", False))
+    for ours in (OURS, OURS_HTTPX2):
+        outage = results.failing.get(ours)
+        if outage is not None:
+            lost = outage.start_error if outage.stream is None else outage.stream.failed
+            figure = (
+                f"the failing token endpoint, {ours}: no failed request ({lost}), at most 4 "
+                f"token requests ({outage.token_requests})"
+            )
+            met.append(Goal(lost == 0 and outage.token_requests <= 4, figure, False))
     for ours, static, library in ((OURS, STATIC, "httpx"), (OURS_HTTPX2, STATIC_HTTPX2, "httpx2")):
         if ours in results.burst and static in results.burst:
             over = results.burst[ours].longest_stall - results.burst[static].longest_stall

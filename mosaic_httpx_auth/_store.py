@@ -344,8 +344,8 @@ class TokenStore:
         self, flight: Flight, cache: TokenCache, key: CacheKey
     ) -> tuple[AccessToken | None, CacheLease | None]:
         """The shared cache's token for `flight`, if it has one the states accept; else the
-        lease to fetch one for everybody, once nobody else holds it. (None, None): no cache,
-        or it failed, or the lease holder took too long, and the flight fetches on its own."""
+        lease to fetch one for everybody, once nobody else holds it. (None, None): the cache
+        failed, or the lease holder took too long, and the flight fetches on its own."""
         passing_over: AccessToken | None = None
         pause, waited = FLEET_POLL_FIRST, 0.0
         while True:
