@@ -36,7 +36,7 @@ class Completion:
             self._done = True
             wakers, self._wakers = self._wakers, []
         for wake in wakers:
-            wake()
+            wake()  # never raises: a waiter whose loop has ended has nobody left to wake
 
     async def wait(self) -> None:
         """Return once it is set; cancellable like any wait, which leaves nothing behind."""
@@ -63,7 +63,8 @@ def _waker(event: anyio.Event) -> Callable[[], None]:
 
     def wake() -> None:
         if threading.get_ident() == thread:
-            event.set()
+            with contextlib.suppress(RuntimeError):  # its loop was closed, the task left behind
+                event.set()
         elif asyncio_event_loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 asyncio_event_loop.call_soon_threadsafe(event.set)

@@ -64,15 +64,17 @@ class _CacheHealth:
     epoch: int = 0
 
 
-_HEALTH: weakref.WeakKeyDictionary[object, _CacheHealth] = weakref.WeakKeyDictionary()
+_HEALTH: weakref.WeakKeyDictionary[object, dict[object, _CacheHealth]] = weakref.WeakKeyDictionary()
 
 
-def _health_of(cache: object) -> _CacheHealth:
-    """The health record shared by every store using `cache`."""
+def _health_of(cache: object, monotonic: Callable[[], float]) -> _CacheHealth:
+    """The health record shared by every store using `cache` and measuring on `monotonic`
+    (a test's clock, or `time.monotonic`: times on two clocks cannot be compared)."""
     try:
-        return _HEALTH.setdefault(cache, _CacheHealth())
+        by_clock = _HEALTH.setdefault(cache, {})
     except TypeError:  # a cache that cannot be weakly referenced, or hashed: its own record
         return _CacheHealth()
+    return by_clock.setdefault(monotonic, _CacheHealth())
 
 
 class _Unavailable:
@@ -109,7 +111,7 @@ class TokenStore:
         self._cache = cache
         self._sleep = sleep
         self._running: dict[Flight, anyio.CancelScope] = {}
-        self._health = _health_of(cache)
+        self._health = _health_of(cache, monotonic)
         # Without a cache, a flight asks the endpoint and nothing else.
         self._obtain: Callable[[Flight], Awaitable[AccessToken | None]] = (
             self._request if cache is None else partial(self._through_cache, cache)
@@ -196,11 +198,13 @@ class TokenStore:
                 self._running[flight] = scope
                 token = await self._obtain(flight)
             if scope.cancelled_caught:
-                raise TokenRequestError(
+                closed = TokenRequestError(
                     f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth "
                     "was closed",
                     resource=resource,
                 )
+                states.closed(flight, closed)
+                return
         except Exception as error:  # every failure goes to the waiters
             self._give_up(flight, error)
         except BaseException:

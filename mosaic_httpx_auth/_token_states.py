@@ -79,12 +79,12 @@ RETRY_AFTER_HOLD_LIMIT = 600.0
 # doubling up to MAX_BACKOFF whatever `backoff` or a ``Retry-After: 0`` say: a long deadline
 # must never become a stream of token requests.
 EXTENDED_BACKOFF_FIRST = 0.5
-# Within this many seconds of its arrival, a token fetched in answer to a 401 that a second
-# place refuses is kept: two refusals in a row are an API refusing tokens, not a revocation.
-REFUSAL_COOLDOWN = 30.0
-# A place that refused the token fetched for it refuses every token: its 401s drop nothing for
-# this long, or until it accepts the token or a new one arrives. Then one more is tried.
-REFUSING_PLACE_HOLD = 60.0
+# How long an API that refuses every token is left alone: a token fetched in answer to a 401
+# and refused again, at the same place or another, within this many seconds of its arrival is
+# kept (two refusals in a row are an API refusing tokens, not a revocation), and the place that
+# refused it twice drops nothing for this long, or until it accepts the token or a new one
+# arrives. Then one more token is tried there: a token request a minute at most.
+REFUSAL_HOLD = 60.0
 
 
 class Phase(enum.Enum):
@@ -102,7 +102,8 @@ class Refusal(enum.Enum):
     """What a 401 from an API did to the token it was sent with."""
 
     DROPPED = "dropped"
-    """It was the token in use: dropped, and the request may be retried with a new one."""
+    """It was the token in use: a new one is fetched, and the request may be retried with it.
+    Until it comes, the other places go on with the old one."""
     REPLACED = "replaced"
     """A newer token had already replaced it: retry with that one."""
     KEPT = "kept"
@@ -124,6 +125,7 @@ class Flight:
     __slots__ = (
         "_changed",
         "attempts",
+        "closed",
         "ended",
         "error",
         "failures",
@@ -153,6 +155,8 @@ class Flight:
         self.token: AccessToken | None = None
         self.error: MosaicAuthError | None = None
         self.ended = False
+        self.closed = False
+        """Whether its event loop's `aclose()` stopped it."""
         self._changed = Completion()
 
     def __repr__(self) -> str:
@@ -239,10 +243,8 @@ class _Record:
     """Token requests that failed in a row: the backoff's step, across flights."""
     refresh_after: float = -math.inf
     """No refresh before this (monotonic): the last one failed, and the token is served."""
-    dropped: _Entry = _NO_ENTRY
-    """The token a 401 dropped, until its replacement arrives: served again if that fails."""
     refused_at: str | None = None
-    """The place whose 401 dropped the last token, until a new one arrives."""
+    """The place whose 401 refused the token in use, until a new one arrives."""
     answers: str | None = None
     """The place whose 401 the current token answers, until that place accepts it."""
     received_at: float = -math.inf
@@ -358,12 +360,19 @@ class TokenStates:
             if phase is Phase.BACKING_OFF:
                 if now < record.entry.usable_until and record.entry.token != refused:
                     return Step(token=record.entry.token)
-                if record.error is not None:
-                    if not self._may_wait(deadline, record.retry_at, monotonic_now):
-                        retry_in = record.retry_at - monotonic_now
-                        allowed = None if deadline is None else deadline - monotonic_now
-                        held = _held_back(record.error, retry_in, record.failures, allowed)
-                        return Step(error=held)
+                error = record.error
+                if error is not None:
+                    retry_in = record.retry_at - monotonic_now
+                    # Only a caller without a deadline waits no longer than max_retry_after
+                    # for the backoff; a Retry-After longer than that holds every caller back.
+                    capped = (deadline is None or error.retry_after) and (
+                        retry_in > self.retry.max_retry_after
+                    )
+                    if capped:
+                        return Step(error=_held_back(error, retry_in, record.failures, None))
+                    if deadline is not None and record.retry_at >= deadline:
+                        allowed = deadline - monotonic_now
+                        return Step(error=_held_back(error, retry_in, record.failures, allowed))
                     starts_at = record.retry_at
             flight = record.flight = Flight(resource, "fetch", owner, starts_at=starts_at)
             return Step(waiter=self._join(flight, owner, deadline, monotonic_now), start=flight)
@@ -378,7 +387,9 @@ class TokenStates:
                 return Verdict(token=flight.token), changed
             if flight.owner is not waiter.owner and not self._alive(flight):
                 self._end(self._records[flight.resource], flight)
-            if flight.ended and flight.error is None:
+            if flight.ended and (
+                flight.error is None or (flight.closed and waiter.owner is not flight.owner)
+            ):
                 return _ASK_AGAIN, changed
             deadline, now = waiter.deadline, self._monotonic()
             if deadline is not None and (now >= deadline or flight.next_attempt_at >= deadline):
@@ -388,6 +399,12 @@ class TokenStates:
                 return Verdict(error=_copy_of(flight.error)), changed
             if deadline is not None:
                 return Verdict(wait_until=deadline, waiting=True), changed
+            record = self._records[flight.resource]
+            held_for = flight.next_attempt_at - now
+            if held_for > self.retry.max_retry_after and record.error is not None:
+                # A flight waiting out a hold longer than a caller without a deadline waits.
+                held = _held_back(record.error, held_for, record.failures, None)
+                return Verdict(error=held), changed
             if flight.failures >= self.retry.max_attempts and flight.last_error is not None:
                 # Others with a deadline keep the flight going; this caller's attempts are spent.
                 return Verdict(error=_after_attempts(flight, flight.last_error, now)), changed
@@ -430,7 +447,6 @@ class TokenStates:
                 return None  # superseded: its callers were served by another flight
             now = self._monotonic()
             flight.last_error, flight.failures = error, flight.failures + 1
-            self._serve_dropped(record)
             delay = self._backoff(record, error)
             if delay is not None:
                 flight.next_attempt_at = now + delay
@@ -448,9 +464,13 @@ class TokenStates:
             if record.flight is flight:
                 record.flight = None
             current = record.entry.token
-            if current is not None and token.expires_at < current.expires_at:
+            if (
+                current is not None
+                and current.token not in record.refused
+                and token.expires_at < current.expires_at
+            ):
                 return  # a newer token arrived first: keep it
-            record.entry, record.dropped = self._entry_for(token), _NO_ENTRY
+            record.entry = self._entry_for(token)
             record.answers, record.refused_at = record.refused_at, None
             record.received_at = self._monotonic()
             record.refuses_all.clear()  # they refused another token
@@ -481,13 +501,20 @@ class TokenStates:
                     record.retry_at, record.error = monotonic_now + hold, error
                 elif is_retryable(error) and flight.next_attempt_at > monotonic_now:
                     record.retry_at, record.error = flight.next_attempt_at, error
-            self._serve_dropped(record)
-            if now >= record.entry.usable_until:
+            served = record.entry.token
+            if served is None or now >= record.entry.usable_until or served.token in record.refused:
                 return None
             retry_after = error.retry_after if isinstance(error, TokenRequestError) else None
             pause = max(retry_after or 0.0, self.refresh_retry_interval)
             record.refresh_after = monotonic_now + pause
             return pause
+
+    def closed(self, flight: Flight, error: MosaicAuthError) -> None:
+        """`flight` was stopped by its own event loop's `aclose()`: its waiters on that loop
+        get `error`; those on other loops, which the auth still serves, ask again."""
+        with self._lock:
+            flight.error, flight.closed = error, True
+            self._end(self._records[flight.resource], flight)
 
     def abandoned(self, flight: Flight) -> None:
         """`flight` ended without an outcome (its event loop closed, or it was cancelled)."""
@@ -524,15 +551,16 @@ class TokenStates:
             elif record.answers is not None:
                 if record.answers == place:
                     # It refused the token fetched for it, too: it refuses every token.
-                    record.refuses_all[place] = monotonic_now + REFUSING_PLACE_HOLD
+                    record.refuses_all[place] = monotonic_now + REFUSAL_HOLD
                     self._update_probation(resource, record)
                     return Refusal.KEPT
-                if monotonic_now - record.received_at < REFUSAL_COOLDOWN:
+                if monotonic_now - record.received_at < REFUSAL_HOLD:
                     return Refusal.KEPT  # refused at two places in a row: not a revocation
             if token.token in record.refused:
-                return Refusal.REPLACED  # served again while its replacement is awaited
+                return Refusal.REPLACED  # its replacement is under way, or will be
+            # Kept for the other places until the replacement comes: the caller waits for a
+            # token other than this one (`demand`'s `refused`).
             record.refused[token.token] = token.expires_at
-            record.dropped, record.entry = record.entry, _NO_ENTRY
             record.refused_at, record.answers = place, None
             self._update_probation(resource, record)
             return Refusal.DROPPED
@@ -564,12 +592,6 @@ class TokenStates:
     def _alive(self, flight: Flight) -> bool:
         return self._owner_alive(flight.owner)
 
-    def _serve_dropped(self, record: _Record) -> None:
-        """After a failed attempt to replace a token one place refused, serve it again to the
-        places that take it (the one that refused it waits for the replacement)."""
-        if record.entry.token is None and self._clock() < record.dropped.usable_until:
-            record.entry = record.dropped
-
     def _update_probation(self, resource: str | None, record: _Record) -> None:
         """Have acceptances reported while the token answers a refusal or a place is marked."""
         if record.answers is not None or record.refuses_all:
@@ -589,13 +611,6 @@ class TokenStates:
             flight._wake()
         if record.flight is flight:
             record.flight = None
-
-    def _may_wait(self, deadline: float | None, until: float, now: float) -> bool:
-        """Whether a caller with `deadline` (None: none) waits for a token request held back
-        `until`: as long as a Retry-After the policy honours, and no later than its deadline."""
-        if until - now > self.retry.max_retry_after:
-            return False
-        return deadline is None or until < deadline
 
     def _backoff(self, record: _Record, error: TokenRequestError) -> float | None:
         """Seconds before the next token request after `error`, or None when waiting cannot

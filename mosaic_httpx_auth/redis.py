@@ -255,11 +255,16 @@ class RedisTokenCache:
                 _CLAIM, [names.token, names.lease], [skip, lease.holder, self._lease_ms]
             )
         except BaseException:
-            # Shielded from the cancellation that interrupted the claim, bounded as any call;
-            # a release that fails too leaves the lease to lapse, as a dead holder's would.
-            with anyio.move_on_after(self._timeout, shield=True), contextlib.suppress(Exception):
-                await self._run(_RELEASE, [names.lease], [lease.holder])
+            # Shielded from the cancellation that interrupted the claim (its event loop
+            # ending, aclose()), and awaited: no task of this loop may outlive it.
+            await self._release_quietly(names, lease)
             raise
+
+    async def _release_quietly(self, names: EntryNames, lease: CacheLease) -> None:
+        """Release `lease`, bounded as any call and shielded from cancellation; a release that
+        fails too leaves the lease to lapse, as a dead holder's would."""
+        with anyio.move_on_after(self._timeout, shield=True), contextlib.suppress(Exception):
+            await self._run(_RELEASE, [names.lease], [lease.holder])
 
     async def _run(self, script: str, keys: list[str], args: list[str]) -> Any:
         """Run `script` within the timeout; any failure is a `TokenCacheError` saying where."""

@@ -316,6 +316,31 @@ async def test_an_api_refusing_every_token_at_a_path_per_id_costs_two_token_requ
     assert mosaic.token_requests[RISK] == 2
 
 
+async def test_the_working_api_goes_on_while_a_refused_tokens_replacement_is_slow(
+    mosaic: FakeMosaic,
+) -> None:
+    """While the token endpoint takes its time over the replacement of a token one path
+    refused, requests to the API that accepts it go on with it, without waiting."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/risk/v1/refuses":
+            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
+        return await mosaic.handle(request)
+
+    auth = mosaic.auth(resource=RISK)
+    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+        assert (await client.get(f"{API}/risk/v1/accepts")).status_code == 200
+        mosaic.gate = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(client.get, f"{API}/risk/v1/refuses")
+            await anyio.wait_all_tasks_blocked()  # its replacement is held at the gate
+            with anyio.fail_after(5):
+                statuses = [(await client.get(f"{API}/risk/v1/accepts")).status_code]
+            mosaic.gate.set()
+    assert statuses == [200]
+    assert mosaic.token_requests[RISK] == 2
+
+
 async def test_a_refusing_path_meeting_a_429_leaves_the_working_api_its_token(
     mosaic: FakeMosaic,
 ) -> None:
@@ -432,7 +457,9 @@ async def test_a_revoked_token_is_never_read_back_from_a_slow_shared_cache(
     mosaic: FakeMosaic,
 ) -> None:
     """While the shared cache is still discarding a refused token, a fetch that reads the
-    cache turns that token down and gets a new one: the revoked token is never sent again."""
+    cache turns that token down and gets a new one: the revoked token is never read back.
+    (The second call sends it once from memory, as its replacement is not there yet: its own
+    401 makes it wait for the new one.)"""
     cache = _HeldDiscardCache()
     async with mosaic.api_client(mosaic.auth(cache=cache)) as client:
         await client.get(f"{API}/cis/v1/x")
@@ -449,7 +476,7 @@ async def test_a_revoked_token_is_never_read_back_from_a_slow_shared_cache(
             await call()
             cache.discarding.set()
     assert statuses == [200, 200]
-    assert mosaic.api_authorizations.count(revoked) == 2
+    assert mosaic.api_authorizations.count(revoked) == 3
     assert mosaic.token_requests[None] == 2
 
 

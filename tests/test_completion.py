@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import pytest
 
 from mosaic_httpx_auth._completion import Completion
 
-pytestmark = pytest.mark.anyio
 
-
+@pytest.mark.anyio
 async def test_a_wait_given_up_leaves_nothing_behind() -> None:
     """Waits that time out, as a waiter looking now and then at another loop's flight does,
     leave no waker on the completion: a long wait costs no memory."""
@@ -20,6 +21,7 @@ async def test_a_wait_given_up_leaves_nothing_behind() -> None:
     assert done._wakers == []
 
 
+@pytest.mark.anyio
 async def test_every_waiter_is_woken_once_it_is_set() -> None:
     """Waiters in several tasks all return once it is set, and a wait after that returns at
     once."""
@@ -37,3 +39,15 @@ async def test_every_waiter_is_woken_once_it_is_set() -> None:
         done.set()
     assert sorted(woken) == list(range(10))
     await done.wait()
+
+
+def test_setting_it_after_a_waiters_loop_closed_raises_nothing() -> None:
+    """A waiter left behind on a loop closed by hand (its task never cancelled) is no one to
+    wake: setting the completion from that same thread raises nothing."""
+    done = Completion()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(done.wait())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    done.set()
+    assert not task.done()

@@ -9,8 +9,7 @@ import pytest
 from mosaic_httpx_auth import AccessToken, TokenRequestError
 from mosaic_httpx_auth._retry import RetryPolicy
 from mosaic_httpx_auth._token_states import (
-    REFUSAL_COOLDOWN,
-    REFUSING_PLACE_HOLD,
+    REFUSAL_HOLD,
     RETRY_AFTER_HOLD_LIMIT,
     Flight,
     Phase,
@@ -56,9 +55,14 @@ def refusal(status: int = 503, retry_after: float | None = None) -> TokenRequest
     return TokenRequestError("refused", status_code=status, retry_after=retry_after)
 
 
-def waiter(rules: TokenStates, deadline: float | None = None, owner: object = LOOP) -> Waiter:
-    """Demand a token that must be waited for, and return the waiter."""
-    step = rules.demand(RISK, owner=owner, deadline=deadline)
+def waiter(
+    rules: TokenStates,
+    deadline: float | None = None,
+    owner: object = LOOP,
+    refused: AccessToken | None = None,
+) -> Waiter:
+    """Demand a token (other than `refused`) that must be waited for, and return the waiter."""
+    step = rules.demand(RISK, owner=owner, deadline=deadline, refused=refused)
     assert step.waiter is not None
     return step.waiter
 
@@ -69,9 +73,9 @@ def fail_attempt(rules: TokenStates, flight: Flight, error: TokenRequestError) -
     return rules.attempt_failed(flight, error)
 
 
-def fetch(rules: TokenStates, value: AccessToken) -> None:
-    """Take a resource from EMPTY to FRESH with `value`."""
-    step = rules.demand(RISK, owner=LOOP)
+def fetch(rules: TokenStates, value: AccessToken, refused: AccessToken | None = None) -> None:
+    """Take a resource to FRESH with `value`, fetched for a caller `refused` was refused to."""
+    step = rules.demand(RISK, owner=LOOP, refused=refused)
     assert step.start is not None
     rules.fetched(step.start, value)
 
@@ -139,7 +143,7 @@ def test_a_refresh_that_callers_now_need_gets_every_attempt(clock: FakeClock) ->
     fetch(rules, first)
     refresh = start_refresh(rules, clock)
     assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    assert waiter(rules).flight is refresh
+    assert waiter(rules, refused=first).flight is refresh
     assert fail_attempt(rules, refresh, refusal()) is not None
     assert fail_attempt(rules, refresh, refusal()) is not None
     assert fail_attempt(rules, refresh, refusal()) is None
@@ -170,7 +174,7 @@ def test_a_token_refused_while_its_refresh_rests_is_fetched_at_once(clock: FakeC
     refresh = start_refresh(rules, clock)
     assert rules.failed(refresh, refusal()) == rules.refresh_retry_interval
     assert rules.refused(RISK, served, HERE) is Refusal.DROPPED
-    step = rules.demand(RISK, owner=LOOP)
+    step = rules.demand(RISK, owner=LOOP, refused=served)
     assert step.error is None
     assert step.start is not None
     assert step.start.purpose == "fetch"
@@ -246,15 +250,18 @@ def test_a_transient_failure_holds_the_next_request_until_the_backoff_step(
     assert third.next_attempt_at == clock() + 2
 
 
-def test_a_refused_token_is_dropped_and_never_accepted_back(clock: FakeClock) -> None:
-    """A 401 drops the token, and a shared cache offering that same token is turned down."""
+def test_a_refused_token_is_replaced_and_never_accepted_back(clock: FakeClock) -> None:
+    """A 401 has the token replaced: the caller it was refused to starts a fetch, the other
+    places go on with it until the new one comes, and a shared cache offering that same token
+    is turned down."""
     rules = states(clock)
     refused = token(clock)
     fetch(rules, refused)
     assert rules.refused(RISK, refused, HERE) is Refusal.DROPPED
-    assert rules.phase(RISK) is Phase.EMPTY
-    flight = rules.demand(RISK, owner=LOOP).start
+    flight = rules.demand(RISK, owner=LOOP, refused=refused).start
     assert flight is not None
+    assert rules.phase(RISK) is Phase.REFRESHING
+    assert rules.demand(RISK, owner=LOOP).token == refused
     assert not rules.accepts(flight, refused)
     assert rules.accepts(flight, token(clock, "t2"))
 
@@ -279,14 +286,14 @@ def test_a_replacement_refused_after_an_api_accepted_it_is_a_revocation(
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
     assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second)
+    fetch(rules, second, refused=first)
     assert rules.on_probation == {RISK}
     rules.accepted(RISK, second, THERE)
     assert rules.on_probation == {RISK}
     rules.accepted(RISK, second, HERE)
     assert rules.on_probation == set()
     assert rules.refused(RISK, second, HERE) is Refusal.DROPPED
-    assert rules.phase(RISK) is Phase.EMPTY
+    assert rules.demand(RISK, owner=LOOP, refused=second).start is not None
 
 
 def test_a_place_that_refuses_the_token_fetched_for_it_refuses_every_token(
@@ -294,19 +301,20 @@ def test_a_place_that_refuses_the_token_fetched_for_it_refuses_every_token(
 ) -> None:
     """When the token fetched in answer to a place's 401 is refused there too, that place
     refuses every token: its 401s keep the token for a while, even once another place took
-    it, while a 401 elsewhere, past the cooldown, still drops it."""
+    it, while a 401 elsewhere, once that while is over, has it replaced."""
     rules = states(clock)
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
     assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second)
+    fetch(rules, second, refused=first)
     rules.accepted(RISK, second, THERE)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
-    clock.advance(REFUSAL_COOLDOWN)
+    clock.advance(REFUSAL_HOLD - 1)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
+    assert rules.refused(RISK, second, THERE) is Refusal.KEPT
     assert rules.fresh_token(RISK) == second
+    clock.advance(1)
     assert rules.refused(RISK, second, THERE) is Refusal.DROPPED
-    assert rules.phase(RISK) is Phase.EMPTY
 
 
 def test_a_401_while_requests_are_held_back_keeps_the_token(clock: FakeClock) -> None:
@@ -323,14 +331,14 @@ def test_a_401_while_requests_are_held_back_keeps_the_token(clock: FakeClock) ->
     assert rules.demand(RISK, owner=LOOP).token == served
 
 
-def test_a_refused_token_whose_replacement_failed_is_served_again(clock: FakeClock) -> None:
-    """When one place's 401 dropped a token and its replacement cannot be had, the token is
-    served again to the places that accept it."""
+def test_a_refused_token_whose_replacement_failed_is_still_served(clock: FakeClock) -> None:
+    """When one place's 401 had a token replaced and its replacement cannot be had, the token
+    is still served to the places that accept it, and that place's next 401 drops nothing."""
     rules = states(clock)
     served = token(clock)
     fetch(rules, served)
     assert rules.refused(RISK, served, HERE) is Refusal.DROPPED
-    replacement = waiter(rules).flight
+    replacement = waiter(rules, refused=served).flight
     error = refusal(status=429, retry_after=60)
     assert fail_attempt(rules, replacement, error) is None
     rules.failed(replacement, error)
@@ -539,12 +547,12 @@ def test_a_place_marked_as_refusing_every_token_is_forgotten_once_it_accepts_it(
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
     assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second)
+    fetch(rules, second, refused=first)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
     assert rules.on_probation == {RISK}
     rules.accepted(RISK, second, HERE)
     assert rules.on_probation == set()
-    clock.advance(REFUSAL_COOLDOWN)
+    clock.advance(REFUSAL_HOLD)
     assert rules.refused(RISK, second, HERE) is Refusal.DROPPED
 
 
@@ -555,9 +563,9 @@ def test_a_place_refusing_every_token_is_tried_again_after_a_while(clock: FakeCl
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
     assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second)
+    fetch(rules, second, refused=first)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
-    clock.advance(REFUSING_PLACE_HOLD - 1)
+    clock.advance(REFUSAL_HOLD - 1)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
     clock.advance(1)
     assert rules.refused(RISK, second, HERE) is Refusal.DROPPED
@@ -570,17 +578,17 @@ def test_two_places_refusing_in_a_row_are_not_a_revocation(clock: FakeClock) -> 
     first, second = token(clock, "first"), token(clock, "second")
     fetch(rules, first)
     assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second)
+    fetch(rules, second, refused=first)
     assert rules.refused(RISK, second, THERE) is Refusal.KEPT
-    clock.advance(REFUSAL_COOLDOWN)
+    clock.advance(REFUSAL_HOLD)
     assert rules.refused(RISK, second, THERE) is Refusal.DROPPED
 
 
-def test_a_dropped_token_is_served_again_while_its_replacement_keeps_failing(
+def test_a_refused_token_is_served_elsewhere_while_its_replacement_is_awaited(
     clock: FakeClock,
 ) -> None:
-    """After the first failed attempt to replace a token one place refused, the other places
-    are served it again, while the caller it was refused to waits for the replacement."""
+    """While the replacement of a token one place refused is slow or failing, the other places
+    are served it, and the caller it was refused to waits for the replacement."""
     rules = states(clock)
     served = token(clock)
     fetch(rules, served)
@@ -588,7 +596,7 @@ def test_a_dropped_token_is_served_again_while_its_replacement_keeps_failing(
     step = rules.demand(RISK, owner=LOOP, deadline=clock() + 30, refused=served)
     assert step.waiter is not None
     assert step.start is not None
-    assert rules.demand(RISK, owner=LOOP).waiter is not None  # nothing to serve yet
+    assert rules.demand(RISK, owner=LOOP).token == served  # before any answer
     assert fail_attempt(rules, step.start, refusal(status=429, retry_after=10)) == 10
     assert rules.demand(RISK, owner=LOOP).token == served
     again = rules.demand(RISK, owner=LOOP, deadline=clock() + 30, refused=served)
@@ -621,3 +629,42 @@ def test_the_backoff_never_overflows(clock: FakeClock) -> None:
         assert 0.0 <= delay <= 8.0
         clock.advance(delay)
     assert RetryPolicy().delay(10_000) <= 8.0
+
+
+def test_a_flight_closed_by_its_event_loop_sends_other_loops_waiters_to_ask_again(
+    clock: FakeClock,
+) -> None:
+    """`aclose()` on the loop that runs a flight fails that loop's waiters only: a waiter on
+    another loop, which the auth still serves, asks again, and no hold is set."""
+    rules = states(clock)
+    own = waiter(rules, owner=LOOP)
+    other = waiter(rules, owner=object(), deadline=clock() + 5)
+    assert fail_attempt(rules, own.flight, refusal()) is not None
+    rules.closed(own.flight, TokenRequestError("closed"))
+    assert str(rules.verdict(own)[0].error) == "closed"
+    verdict, _ = rules.verdict(other)
+    assert (verdict.token, verdict.error, verdict.waiting) == (None, None, False)
+    assert rules.demand(RISK, owner=object()).start is not None
+
+
+def test_max_retry_after_bounds_a_backoff_hold_only_for_callers_without_a_timeout(
+    clock: FakeClock,
+) -> None:
+    """A backoff hold longer than max_retry_after (past max_attempts it grows to 8 s) is waited
+    out by a caller whose timeout reaches past it; a caller without one fails at once, told
+    how many requests failed."""
+    rules = states(clock, max_retry_after=2, max_attempts=1)
+    for _ in range(4):
+        flight = waiter(rules).flight
+        clock.advance(flight.next_attempt_at - clock())
+        assert fail_attempt(rules, flight, refusal()) is None
+        rules.failed(flight, refusal())
+    patient = rules.demand(RISK, owner=LOOP, deadline=clock() + 30)
+    assert patient.start is not None
+    assert patient.start.next_attempt_at - clock() == pytest.approx(4.0)
+    hurried = rules.demand(RISK, owner=LOOP)
+    assert hurried.waiter is not None
+    verdict, _ = rules.verdict(hurried.waiter)
+    assert "after 4 failed in a row" in str(verdict.error)
+    rules.leave(hurried.waiter)
+    assert rules.verdict(patient.waiter)[0].waiting  # type: ignore[arg-type]
