@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import statistics
@@ -25,10 +26,17 @@ SLOW = 0.1
 
 async def _succeeds(send: Send, path: str) -> bool:
     """Whether the request was answered 200; any error counts as a failure."""
+    return await _failure(send, path) is None
+
+
+async def _failure(send: Send, path: str) -> str | None:
+    """Why the request failed (its exception's name, or its status), or None if it was
+    answered 200."""
     try:
-        return await send(path) == 200
-    except Exception:
-        return False
+        status = await send(path)
+    except Exception as error:
+        return type(error).__name__
+    return None if status == 200 else f"HTTP {status}"
 
 
 async def burst(send: Send, count: int, *, paths: Sequence[str] = PATHS) -> int:
@@ -49,11 +57,15 @@ async def burst(send: Send, count: int, *, paths: Sequence[str] = PATHS) -> int:
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One request of a stream: when it was due (seconds from the stream's start), how long
-    it took from then, and whether it succeeded."""
+    it took from then, and why it failed (None: it succeeded)."""
 
     due: float
     latency: float
-    ok: bool
+    failure: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +77,11 @@ class Stream:
     @property
     def failed(self) -> int:
         return sum(not sample.ok for sample in self.samples)
+
+    @property
+    def failures(self) -> collections.Counter[str]:
+        """How many requests failed, by why: the auth's own errors apart from the client's."""
+        return collections.Counter(s.failure for s in self.samples if s.failure is not None)
 
     @property
     def steady(self) -> float:
@@ -99,8 +116,8 @@ async def stream(
     start = anyio.current_time()
 
     async def one(path: str, due: float) -> None:
-        ok = await _succeeds(send, path)
-        samples.append(Sample(due - start, anyio.current_time() - due, ok))
+        failure = await _failure(send, path)
+        samples.append(Sample(due - start, anyio.current_time() - due, failure))
 
     async with anyio.create_task_group() as tasks:
         schedule = itertools.islice(itertools.cycle(paths), round(rate * duration))

@@ -5,10 +5,10 @@ These rules do no I/O, never await and hold no lock across a wait, so that every
 shares them: the async store (whose fleet-wide lease decides who fetches, while `accepts`
 decides whether a token from the fleet will do) and the sync callers it serves. A caller asks
 what to do (`demand`); a flight's driver asks before each attempt (`attempt_starts`) and
-reports back (`attempt_failed`, `fetched`, `failed`, `abandoned`); a waiter asks what its
-flight means for it (`verdict`) each time the flight changes, and leaves (`leave`). Each
-transition is one short method; a `threading.Lock` makes each one atomic, so drivers on several
-threads can share the states.
+reports back (`attempt_failed`, `fetched`, `failed`, `closed`, `abandoned`); a waiter asks
+what its flight means for it (`verdict`) each time the flight changes, and leaves (`leave`).
+Each transition is one short method; a `threading.Lock` makes each one atomic, so drivers on
+several threads can share the states.
 
 A resource is in one phase at a time, worked out from its record and the clocks::
 
@@ -42,12 +42,16 @@ Token expiry is read on the wall clock (`clock`), as a token's ``exp`` is a date
 deadlines and pauses on a monotonic clock (`monotonic`), which a stepped wall clock cannot
 stretch or shrink.
 
-A 401 from an API (`refused`) drops the token it names, unless a newer one replaced it, or the
-place that refused it refuses every token: it refused the token fetched in answer to its own
-refusal. Such a place is remembered while that token lives, and its 401s drop nothing more, so
-it costs at most one token request and the APIs that accept the token keep it. A 401 while
-the endpoint holds token requests back drops nothing either (no replacement could come), and a
-dropped token whose replacement failed is served again to the APIs that still accept it.
+A 401 from an API at a place (origin and path: `refused`) has the token it names replaced,
+unless a newer one already did, or the API refuses every token: the place refused the token
+fetched in answer to its own refusal, or another place refused that token within
+`REFUSAL_HOLD` of its arrival. Then the token is kept and the place left alone for
+`REFUSAL_HOLD`, or until it accepts the token or a new one arrives: such an API costs a token
+request a minute at most, and the APIs that accept the token keep it. Until a replacement
+comes, the refused token is still served; only the callers it was refused to wait for another
+(`demand`'s `refused`). A 401 while the endpoint holds token requests back changes nothing (no
+replacement could come). `aclose()` on one event loop (`closed`) fails that loop's waiters;
+those of other loops ask again.
 Refused tokens are remembered until they expire, so that no cache can hand one back.
 """
 

@@ -275,21 +275,27 @@ async def test_an_api_that_refuses_every_token_does_not_hammer_the_endpoint(
     assert mosaic.token_requests[None] == 4
 
 
+def refusing_api(mosaic: FakeMosaic, refused: str, *, missing: str = "") -> httpx.MockTransport:
+    """`mosaic`, with the paths under `refused` answering 401 to every token (an API the app
+    lacks a permission for) and `missing` answering 404."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if missing and request.url.path == missing:
+            return httpx.Response(404)
+        if request.url.path.startswith(refused):
+            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
+        return await mosaic.handle(request)
+
+    return httpx.MockTransport(handle)
+
+
 async def test_a_path_that_refuses_every_token_costs_two_token_requests(
     mosaic: FakeMosaic,
 ) -> None:
     """Fifty rounds of an API that accepts the token, one that answers 404 and a path that
     answers 401 to every token: two token requests in all, and the working API never fails."""
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/risk/v1/missing":
-            return httpx.Response(404)
-        if request.url.path == "/risk/v1/refuses":
-            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
-        return await mosaic.handle(request)
-
-    auth = mosaic.auth(resource=RISK)
-    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+    transport = refusing_api(mosaic, "/risk/v1/refuses", missing="/risk/v1/missing")
+    async with httpx.AsyncClient(auth=mosaic.auth(resource=RISK), transport=transport) as client:
         for _ in range(50):
             assert (await client.get(f"{API}/risk/v1/accepts")).status_code == 200
             assert (await client.get(f"{API}/risk/v1/missing")).status_code == 404
@@ -302,14 +308,8 @@ async def test_an_api_refusing_every_token_at_a_path_per_id_costs_two_token_requ
 ) -> None:
     """Fifty requests to /risk/v1/refuses/<id>, each place answering 401 to every token, cost
     two token requests: the second place's refusal of the replacement is no revocation."""
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path.startswith("/risk/v1/refuses/"):
-            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
-        return await mosaic.handle(request)
-
-    auth = mosaic.auth(resource=RISK)
-    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+    transport = refusing_api(mosaic, "/risk/v1/refuses/")
+    async with httpx.AsyncClient(auth=mosaic.auth(resource=RISK), transport=transport) as client:
         for number in range(50):
             response = await client.get(f"{API}/risk/v1/refuses/{number}")
             assert response.status_code == 401
@@ -321,14 +321,8 @@ async def test_the_working_api_goes_on_while_a_refused_tokens_replacement_is_slo
 ) -> None:
     """While the token endpoint takes its time over the replacement of a token one path
     refused, requests to the API that accepts it go on with it, without waiting."""
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/risk/v1/refuses":
-            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
-        return await mosaic.handle(request)
-
-    auth = mosaic.auth(resource=RISK)
-    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+    transport = refusing_api(mosaic, "/risk/v1/refuses")
+    async with httpx.AsyncClient(auth=mosaic.auth(resource=RISK), transport=transport) as client:
         assert (await client.get(f"{API}/risk/v1/accepts")).status_code == 200
         mosaic.gate = anyio.Event()
         async with anyio.create_task_group() as tasks:
@@ -347,14 +341,8 @@ async def test_a_refusing_path_meeting_a_429_leaves_the_working_api_its_token(
     """When the token endpoint answers the refusing path's replacement with 429 Retry-After:
     60, the API that accepts the token goes on with it, and nothing more is asked of the
     endpoint."""
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/risk/v1/refuses":
-            return httpx.Response(401, json={"message": "Invalid token", "error_code": 401})
-        return await mosaic.handle(request)
-
-    auth = mosaic.auth(resource=RISK)
-    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handle)) as client:
+    transport = refusing_api(mosaic, "/risk/v1/refuses")
+    async with httpx.AsyncClient(auth=mosaic.auth(resource=RISK), transport=transport) as client:
         assert (await client.get(f"{API}/risk/v1/accepts")).status_code == 200
         mosaic.queued_responses.append(
             httpx.Response(429, headers={"Retry-After": "60"}, json={"message": "slow down"})

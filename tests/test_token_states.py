@@ -80,6 +80,15 @@ def fetch(rules: TokenStates, value: AccessToken, refused: AccessToken | None = 
     rules.fetched(step.start, value)
 
 
+def replacement_of_a_refused_token(rules: TokenStates, clock: FakeClock) -> AccessToken:
+    """The token now in use, fetched in place of a first one refused at HERE."""
+    first, second = token(clock, "first"), token(clock, "second")
+    fetch(rules, first)
+    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
+    fetch(rules, second, refused=first)
+    return second
+
+
 def start_refresh(rules: TokenStates, clock: FakeClock) -> Flight:
     """Take a fresh resource past its refresh_at and start the refresh the first demand asks."""
     clock.advance(3300)
@@ -283,10 +292,7 @@ def test_a_replacement_refused_after_an_api_accepted_it_is_a_revocation(
     """Once the place that refused a token has accepted its replacement, a 401 to that
     replacement is a revocation and drops it; a success elsewhere proves nothing there."""
     rules = states(clock)
-    first, second = token(clock, "first"), token(clock, "second")
-    fetch(rules, first)
-    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second, refused=first)
+    second = replacement_of_a_refused_token(rules, clock)
     assert rules.on_probation == {RISK}
     rules.accepted(RISK, second, THERE)
     assert rules.on_probation == {RISK}
@@ -303,10 +309,7 @@ def test_a_place_that_refuses_the_token_fetched_for_it_refuses_every_token(
     refuses every token: its 401s keep the token for a while, even once another place took
     it, while a 401 elsewhere, once that while is over, has it replaced."""
     rules = states(clock)
-    first, second = token(clock, "first"), token(clock, "second")
-    fetch(rules, first)
-    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second, refused=first)
+    second = replacement_of_a_refused_token(rules, clock)
     rules.accepted(RISK, second, THERE)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
     clock.advance(REFUSAL_HOLD - 1)
@@ -544,10 +547,7 @@ def test_a_place_marked_as_refusing_every_token_is_forgotten_once_it_accepts_it(
     """A place that refused two tokens in a row and then accepts the second (its API was
     mended) is no longer taken to refuse every token: a later 401 there is a revocation."""
     rules = states(clock)
-    first, second = token(clock, "first"), token(clock, "second")
-    fetch(rules, first)
-    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second, refused=first)
+    second = replacement_of_a_refused_token(rules, clock)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
     assert rules.on_probation == {RISK}
     rules.accepted(RISK, second, HERE)
@@ -560,10 +560,7 @@ def test_a_place_refusing_every_token_is_tried_again_after_a_while(clock: FakeCl
     """The mark on a place that refuses every token lapses: one more token is tried there, so
     that a revocation seen only there is not ignored for the token's whole life."""
     rules = states(clock)
-    first, second = token(clock, "first"), token(clock, "second")
-    fetch(rules, first)
-    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second, refused=first)
+    second = replacement_of_a_refused_token(rules, clock)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
     clock.advance(REFUSAL_HOLD - 1)
     assert rules.refused(RISK, second, HERE) is Refusal.KEPT
@@ -575,10 +572,7 @@ def test_two_places_refusing_in_a_row_are_not_a_revocation(clock: FakeClock) -> 
     """The token fetched in answer to one place's 401, refused at once by another place (an
     API with a path per id), is kept: two refusals in a row are an API refusing tokens."""
     rules = states(clock)
-    first, second = token(clock, "first"), token(clock, "second")
-    fetch(rules, first)
-    assert rules.refused(RISK, first, HERE) is Refusal.DROPPED
-    fetch(rules, second, refused=first)
+    second = replacement_of_a_refused_token(rules, clock)
     assert rules.refused(RISK, second, THERE) is Refusal.KEPT
     clock.advance(REFUSAL_HOLD)
     assert rules.refused(RISK, second, THERE) is Refusal.DROPPED
