@@ -349,7 +349,7 @@ class TokenStates:
             now, monotonic_now = self._clock(), self._monotonic()
             phase = record.phase(now, monotonic_now)
             if refused is not None and record.entry.token == refused:
-                # Served again to the places that take it while its replacement is awaited.
+                # Still served to the other places: this caller waits for its replacement.
                 if record.flight is not None:
                     return Step(waiter=self._join(record.flight, owner, deadline, monotonic_now))
                 phase = Phase.BACKING_OFF if monotonic_now < record.retry_at else Phase.EMPTY
