@@ -302,8 +302,9 @@ class TokenStates:
         self._records: dict[str | None, _Record] = {}
         self._lock = threading.Lock()
         self.on_probation: set[str | None] = set()
-        """Resources whose token answers a refusal and has not been accepted there yet: the
-        request flow reports acceptance only while this is not empty."""
+        """Resources whose token answers a refusal not yet followed by an acceptance there, or
+        has a place marked as refusing every token: the request flow reports acceptances only
+        while this is not empty."""
 
     def fresh_token(self, resource: str | None) -> AccessToken | None:
         """The fresh token for `resource`, or None: the warm path, with no lock."""
