@@ -142,7 +142,7 @@ def test_a_submit_after_stop_starts_a_new_thread(loop_thread: LoopThread) -> Non
 def test_stop_racing_submits_strands_no_caller_and_leaves_no_coroutine_unawaited() -> None:
     """With `stop()` called over and over while threads submit calls and wait for them,
     every caller gets its result or a cancellation, and no coroutine is left unawaited."""
-    rounds, workers, time_limit = 2000, 4, 4.0
+    rounds, workers, time_limit = 1000, 4, 2.0
     loop_thread = LoopThread("test loop thread")
     unraisable: list[sys.UnraisableHookArgs] = []
     outcomes: list[str] = []
