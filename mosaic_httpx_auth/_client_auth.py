@@ -13,6 +13,7 @@ import hmac
 import json
 import secrets
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import quote, quote_plus
@@ -281,22 +282,32 @@ def client_authentication(
     return TLSClientAuth(client_id)
 
 
+# RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used with these algorithms."
+MIN_RSA_KEY_BITS = 2048
+
+
 def load_private_key(private_key: PrivateKey) -> RSAKey | ECKey:
     """A private RSA or EC key from a joserfc key, a JWK dict, or PEM text or bytes."""
+    from joserfc.errors import SecurityWarning
     from joserfc.jwk import ECKey, RSAKey
 
     key: Any = private_key
-    if isinstance(private_key, (str, bytes)):
-        text = (
-            private_key.decode("utf-8", "replace")
-            if isinstance(private_key, bytes)
-            else private_key
-        )
-        key = (
-            _import_jwk(_json_object(text)) if text.lstrip().startswith("{") else _import_pem(text)
-        )
-    elif isinstance(private_key, dict):
-        key = _import_jwk(private_key)
+    # joserfc warns of a short RSA key as it imports one; this refuses it, below.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)
+        if isinstance(private_key, (str, bytes)):
+            text = (
+                private_key.decode("utf-8", "replace")
+                if isinstance(private_key, bytes)
+                else private_key
+            )
+            key = (
+                _import_jwk(_json_object(text))
+                if text.lstrip().startswith("{")
+                else _import_pem(text)
+            )
+        elif isinstance(private_key, dict):
+            key = _import_jwk(private_key)
     if not isinstance(key, (RSAKey, ECKey)):
         raise ConfigurationError(
             "private_key must be an RSA or EC key (a joserfc key, a JWK dict, or PEM)",
@@ -305,6 +316,13 @@ def load_private_key(private_key: PrivateKey) -> RSAKey | ECKey:
     if not key.is_private:
         raise ConfigurationError(
             "private_key is a public key: it cannot sign", setting="private_key"
+        )
+    if isinstance(key, RSAKey) and key.raw_value.key_size < MIN_RSA_KEY_BITS:
+        # joserfc only warns: a key this short can be factored, and an assertion forged.
+        raise ConfigurationError(
+            f"private_key is an RSA key of {key.raw_value.key_size} bits: RS256 and PS256 "
+            f"need at least {MIN_RSA_KEY_BITS} (RFC 7518 §3.3)",
+            setting="private_key",
         )
     if isinstance(key, ECKey) and key.curve_name != "P-256":
         raise ConfigurationError(

@@ -103,6 +103,9 @@ class TokenEndpoint:
                     },
                     timeout=timeout,
                     auth=None,
+                    # Never, whatever the client's own setting: a redirect would carry the
+                    # credentials to wherever it points.
+                    follow_redirects=False,
                 ) as response:
                     body = await _read_bounded(response, resource)
         except TokenRequestError:

@@ -35,6 +35,19 @@ RSA = generate_signing_key("RS256")
 EC = generate_signing_key("ES256")
 
 
+def _weak_rsa_pem() -> bytes:
+    """A private RSA key of 1024 bits, which joserfc would take with a mere warning."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - on purpose
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
 class Recorder:
     """A token endpoint that records each request and answers with a token."""
 
@@ -178,6 +191,7 @@ async def test_tls_client_auth_sends_only_the_client_id() -> None:
         ),
         ({"private_key": RSAKey.import_key(RSA.private_key_pem).as_pem(private=False)}, "public"),
         ({"private_key": ECKey.generate_key("P-384")}, "P-256"),
+        ({"private_key": _weak_rsa_pem()}, "RSA key of 1024 bits"),
         ({"private_key": "-----BEGIN PRIVATE KEY-----\ngarbage"}, "not a PEM"),
         ({"private_key": "{not json"}, "not valid JWK JSON"),
         (

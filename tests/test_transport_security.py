@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
-from mosaic_httpx_auth import ConfigurationError, InsecureTransportError, MosaicAuth
+from mosaic_httpx_auth import (
+    ConfigurationError,
+    InsecureTransportError,
+    MosaicAuth,
+    TokenRequestError,
+)
 from mosaic_httpx_auth._security import is_loopback
 
-from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, FakeClock, FakeMosaic
+from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, TOKEN_URL, FakeClock, FakeMosaic
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +167,23 @@ def test_api_hosts_must_be_https_too(options: dict[str, object], setting: str) -
     with pytest.raises(InsecureTransportError) as caught:
         MosaicAuth(CLIENT_ID, CLIENT_SECRET, **options)  # type: ignore[arg-type]
     assert caught.value.setting == setting
+
+
+async def test_a_token_request_never_follows_a_redirect() -> None:
+    """Through an application's client that follows redirects, a token endpoint answering 307
+    to another host gets a TokenRequestError, and that host is sent nothing: the credentials
+    go to the token URL only."""
+    elsewhere: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "elsewhere.example":
+            elsewhere.append(request)
+            return httpx.Response(200, json={"access_token": "stolen", "expires_in": 60})
+        return httpx.Response(307, headers={"Location": "http://elsewhere.example/token"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler), follow_redirects=True)
+    auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, token_url=TOKEN_URL, http_client=client)
+    async with client:
+        with pytest.raises(TokenRequestError, match="HTTP 307"):
+            await auth.get_token()
+    assert elsewhere == []
