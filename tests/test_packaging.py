@@ -34,6 +34,31 @@ def test_version_is_the_installed_distributions() -> None:
     assert mosaic_httpx_auth.__version__ == importlib.metadata.version("mosaic-httpx-auth")
 
 
+@pytest.mark.parametrize(
+    ("name", "extra", "vulnerable"),
+    [("httpcore", None, "1.0.8"), ("h11", "emulator", "0.14.0")],
+)
+def test_the_dependency_floors_exclude_known_vulnerable_releases(
+    name: str, extra: str | None, vulnerable: str
+) -> None:
+    """No installation the metadata allows can bring h11 < 0.16 (CVE-2025-43859): through
+    httpcore for the library, directly for the emulator's uvicorn."""
+    from packaging.requirements import Requirement
+
+    requirements = [
+        Requirement(text) for text in importlib.metadata.requires("mosaic-httpx-auth") or []
+    ]
+    floors = [
+        requirement
+        for requirement in requirements
+        if requirement.name == name
+        and (requirement.marker is None) == (extra is None)
+        and (extra is None or requirement.marker.evaluate({"extra": extra}))  # type: ignore[union-attr]
+    ]
+    assert floors
+    assert not any(requirement.specifier.contains(vulnerable) for requirement in floors)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The wheel and sdist, built from this checkout by hatchling's PEP 517 hooks."""
