@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import html
 import json
 import secrets
 import time
@@ -56,8 +57,9 @@ class TokenRequestCredentials:
 
 
 def secret_forms(value: str) -> tuple[str, ...]:
-    """`value` and the forms a server may echo it in: form-urlencoded, percent-encoded and
-    JSON-escaped."""
+    """`value` and the forms a server may echo it in: form-urlencoded, percent-encoded,
+    JSON-escaped, HTML-escaped, and base64 or base64url (padded or not)."""
+    raw = value.encode()
     forms = (
         value,
         quote_plus(value),
@@ -65,6 +67,12 @@ def secret_forms(value: str) -> tuple[str, ...]:
         quote(value, safe=""),
         json.dumps(value)[1:-1],
         json.dumps(value, ensure_ascii=False)[1:-1],
+        html.escape(value),
+        html.escape(value, quote=False),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        base64.b64encode(raw).decode().rstrip("="),
     )
     return tuple(dict.fromkeys(forms))
 

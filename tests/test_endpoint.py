@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import html
 import json
 import socket
 import tracemalloc
@@ -300,6 +301,17 @@ ODD_SECRET = 'a+b&c/d=e f"g'
             ClientSecretPost, lambda request: quote_plus(ODD_SECRET).lower(), id="post-lowercase"
         ),
         pytest.param(ClientSecretPost, lambda request: json.dumps(ODD_SECRET), id="post-json"),
+        pytest.param(ClientSecretPost, lambda request: html.escape(ODD_SECRET), id="post-html"),
+        pytest.param(
+            ClientSecretPost,
+            lambda request: base64.b64encode(ODD_SECRET.encode()).decode(),
+            id="post-base64",
+        ),
+        pytest.param(
+            ClientSecretPost,
+            lambda request: base64.urlsafe_b64encode(ODD_SECRET.encode()).decode().rstrip("="),
+            id="post-base64url",
+        ),
         pytest.param(ClientSecretBasic, lambda request: ODD_SECRET, id="basic-raw"),
         pytest.param(ClientSecretBasic, lambda request: quote_plus(ODD_SECRET), id="basic-form"),
         pytest.param(
@@ -320,8 +332,8 @@ async def test_a_secret_echoed_in_any_encoding_is_redacted(
     client_auth: Callable[[str, str], ClientAuthentication],
     echo: Callable[[httpx.Request], str],
 ) -> None:
-    """An error text that repeats the secret urlencoded, JSON-escaped or as the Basic credential
-    carries none of those forms into the error."""
+    """An error text that repeats the secret urlencoded, JSON-escaped, HTML-escaped, base64'd
+    or as the Basic credential carries none of those forms into the error."""
     echoed: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
