@@ -18,6 +18,7 @@ from anyio.lowlevel import RunVar
 
 from ._exceptions import TokenRequestError, TokenResponseError
 from ._retry import RetryPolicy, causes, retry_after_seconds
+from ._security import is_loopback
 from ._services import for_resource
 from ._token import AccessToken, unverified_claims
 
@@ -144,7 +145,7 @@ class TokenEndpoint:
         if client is None:
             # A new client loads the CA bundle into an SSL context, tens of milliseconds of
             # work that would stall every request on the event loop: do it on a thread.
-            client = await anyio.to_thread.run_sync(_own_client, self._http)
+            client = await anyio.to_thread.run_sync(_own_client, self._http, self.token_url)
             opened_meanwhile = self._own_clients.get()
             if opened_meanwhile is not None:
                 await client.aclose()
@@ -193,10 +194,18 @@ def _unreachable_because(error: httpx.HTTPError) -> str:
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
-def _own_client(http: ModuleType) -> httpx.AsyncClient:
+def _own_client(http: ModuleType, token_url: str) -> httpx.AsyncClient:
     """A token client that keeps no idle connection: tokens are fetched about once an hour, and
-    a connection left open would belong to an event loop that may be gone by the next fetch."""
-    client: httpx.AsyncClient = http.AsyncClient(limits=http.Limits(max_keepalive_connections=0))
+    a connection left open would belong to an event loop that may be gone by the next fetch.
+
+    A token endpoint on this machine (a sidecar, the emulator) is reached directly, never
+    through a proxy the environment names: over plain HTTP, the secret would cross it in clear.
+    """
+    host = http.URL(token_url).host
+    direct = {f"all://{f'[{host}]' if ':' in host else host}": None} if is_loopback(host) else {}
+    client: httpx.AsyncClient = http.AsyncClient(
+        limits=http.Limits(max_keepalive_connections=0), mounts=direct
+    )
     return client
 
 

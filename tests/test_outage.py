@@ -406,9 +406,9 @@ def test_stats_count_the_token_requests_that_were_sent(
     emulator, url = served
     build = endpoint_module._own_client
 
-    def slow_build(http: Any) -> httpx.AsyncClient:
+    def slow_build(http: Any, token_url: str) -> httpx.AsyncClient:
         time.sleep(0.05)  # loading the CA bundle on a busy machine
-        return build(http)
+        return build(http, token_url)
 
     monkeypatch.setattr(endpoint_module, "_own_client", slow_build)
     auth = served_auth(emulator, url)

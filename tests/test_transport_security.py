@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import socket
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -16,6 +17,9 @@ from mosaic_httpx_auth import (
 from mosaic_httpx_auth._security import is_loopback
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, TOKEN_URL, FakeClock, FakeMosaic
+
+if TYPE_CHECKING:
+    from mosaic_httpx_auth.testing import MosaicEmulator
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +191,24 @@ async def test_a_token_request_never_follows_a_redirect() -> None:
         with pytest.raises(TokenRequestError, match="HTTP 307"):
             await auth.get_token()
     assert elsewhere == []
+
+
+def test_a_token_endpoint_on_this_machine_is_never_reached_through_a_proxy(
+    monkeypatch: pytest.MonkeyPatch, mosaic_emulator: MosaicEmulator
+) -> None:
+    """With HTTP_PROXY set and no NO_PROXY, a token endpoint on 127.0.0.1 is asked directly:
+    the proxy, which would see the secret in clear, is not even connected to."""
+    client = mosaic_emulator.register_client()
+    with socket.socket() as proxy, mosaic_emulator.serve() as url:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        proxy.setblocking(False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with MosaicAuth(
+            client.client_id, client.client_secret, base_url=url, timeout=1, max_attempts=1
+        ) as auth:
+            assert auth.get_token_sync(timeout=2).token
+        with pytest.raises(BlockingIOError):
+            proxy.accept()
