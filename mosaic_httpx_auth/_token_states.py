@@ -543,7 +543,9 @@ class TokenStates:
         with self._lock:
             record = self._records.setdefault(resource, _Record())
             now, monotonic_now = self._clock(), self._monotonic()
-            record.refused = _unexpired(record.refused, now)
+            record.refused = {
+                value: until for value, until in record.refused.items() if until > now
+            }
             if record.entry.token != token:
                 return Refusal.REPLACED
             marked_until = record.refuses_all.get(place)
@@ -671,17 +673,13 @@ def _held_back(
     if allowed is not None:
         return _not_in_time(error.resource, allowed, error, retry_in)
     why = "as it asked" if error.retry_after else f"after {failures} failed in a row"
-    held = TokenRequestError(
+    return _restated(
         f"not asking the token endpoint for a token {for_resource(error.resource)} for "
         f"{_seconds(retry_in)} s more, {why}: {error}",
-        status_code=error.status_code,
-        error=error.error,
-        error_description=error.error_description,
+        error,
         resource=error.resource,
         retry_after=retry_in,
     )
-    held.__cause__ = error.__cause__
-    return held
 
 
 def _not_in_time(
@@ -698,14 +696,30 @@ def _not_in_time(
         )
     else:
         reason = f"the last answer: {last}"
-    error = TokenRequestError(
+    return _restated(
         f"no token {for_resource(resource)} can come within the {_seconds(allowed)} s the "
         f"request could wait ({reason})",
+        last,
+        resource=resource,
+        retry_after=max(0.0, next_in) if last else None,
+    )
+
+
+def _restated(
+    message: str,
+    last: TokenRequestError | None,
+    *,
+    resource: str | None,
+    retry_after: float | None,
+) -> TokenRequestError:
+    """A new error saying `message`, carrying what the endpoint last answered (`last`)."""
+    error = TokenRequestError(
+        message,
         status_code=last.status_code if last else None,
         error=last.error if last else None,
         error_description=last.error_description if last else None,
         resource=resource,
-        retry_after=max(0.0, next_in) if last else None,
+        retry_after=retry_after,
     )
     if last is not None:
         error.__cause__ = last.__cause__
@@ -715,10 +729,6 @@ def _not_in_time(
 def _seconds(value: float) -> str:
     """`value` seconds for a message: to a tenth of a second, without trailing zeros."""
     return f"{round(max(value, 0.0), 1):g}"
-
-
-def _unexpired(expiries: dict[str, float], now: float) -> dict[str, float]:
-    return {key: until for key, until in expiries.items() if until > now}
 
 
 def _copy_of(error: MosaicAuthError) -> MosaicAuthError:
