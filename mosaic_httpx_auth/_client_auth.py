@@ -9,6 +9,7 @@ secret, so that nothing the server echoes back can leak them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import html
 import json
@@ -24,7 +25,7 @@ from ._exceptions import ConfigurationError
 # joserfc (with cryptography) is imported where a key is loaded or an assertion signed: a
 # client that authenticates with a secret never pays for it.
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from joserfc.jwk import ECKey, RSAKey
 
@@ -294,15 +295,36 @@ def client_authentication(
 MIN_RSA_KEY_BITS = 2048
 
 
+@contextlib.contextmanager
+def no_short_rsa_key_warning() -> Iterator[None]:
+    """Keep joserfc from warning of a short RSA key as it imports one: the caller refuses such
+    a key outright instead, saying why with `short_rsa_key_reason`."""
+    from joserfc.errors import SecurityWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)
+        yield
+
+
+def short_rsa_key_reason(key: object) -> str | None:
+    """Why `key` must not sign or verify: "an RSA key of N bits: ...", when it is one under
+    `MIN_RSA_KEY_BITS`, which can be factored and its signatures forged. None for other keys."""
+    from joserfc.jwk import RSAKey
+
+    if not isinstance(key, RSAKey) or key.raw_value.key_size >= MIN_RSA_KEY_BITS:
+        return None
+    return (
+        f"an RSA key of {key.raw_value.key_size} bits: RS256 and PS256 need at least "
+        f"{MIN_RSA_KEY_BITS} (RFC 7518 §3.3)"
+    )
+
+
 def load_private_key(private_key: PrivateKey) -> RSAKey | ECKey:
     """A private RSA or EC key from a joserfc key, a JWK dict, or PEM text or bytes."""
-    from joserfc.errors import SecurityWarning
     from joserfc.jwk import ECKey, RSAKey
 
     key: Any = private_key
-    # joserfc warns of a short RSA key as it imports one; this refuses it, below.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SecurityWarning)
+    with no_short_rsa_key_warning():
         if isinstance(private_key, (str, bytes)):
             text = (
                 private_key.decode("utf-8", "replace")
@@ -325,13 +347,9 @@ def load_private_key(private_key: PrivateKey) -> RSAKey | ECKey:
         raise ConfigurationError(
             "private_key is a public key: it cannot sign", setting="private_key"
         )
-    if isinstance(key, RSAKey) and key.raw_value.key_size < MIN_RSA_KEY_BITS:
-        # joserfc only warns: a key this short can be factored, and an assertion forged.
-        raise ConfigurationError(
-            f"private_key is an RSA key of {key.raw_value.key_size} bits: RS256 and PS256 "
-            f"need at least {MIN_RSA_KEY_BITS} (RFC 7518 §3.3)",
-            setting="private_key",
-        )
+    too_short = short_rsa_key_reason(key)
+    if too_short is not None:
+        raise ConfigurationError(f"private_key is {too_short}", setting="private_key")
     if isinstance(key, ECKey) and key.curve_name != "P-256":
         raise ConfigurationError(
             f"private_key is an EC key on {key.curve_name}: ES256 needs P-256",

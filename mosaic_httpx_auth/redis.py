@@ -22,7 +22,7 @@ import re
 import sys
 from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import anyio
 
@@ -175,6 +175,12 @@ class RedisTokenCache:
         """A cache on the Redis server at `url` (``redis://``, ``rediss://`` or ``unix://``),
         through coredis; the other arguments are as for the constructor.
 
+        Over ``rediss://``, the server's certificate must come from a CA the system trusts (or
+        the one ``ssl_ca_certs=<path>`` names) and name the URL's host; coredis checks the
+        name only when told, and this tells it. ``ssl_check_hostname=false`` or
+        ``ssl_cert_reqs=none`` in the URL is obeyed, and lets anyone on the network path to
+        Redis pose as it.
+
         Its client lives on an event loop of its own, on a thread of its own, so that it
         serves every event loop and thread of the process, and a forked child makes its own.
         """
@@ -302,7 +308,10 @@ class _OwnedClient:
             ) from None
         self._where = _where(url)
         self._new_client = partial(
-            coredis.Redis.from_url, url, connect_timeout=timeout, stream_timeout=timeout
+            coredis.Redis.from_url,
+            _checking_host_names(url),
+            connect_timeout=timeout,
+            stream_timeout=timeout,
         )
         self._timeout = timeout
         self._thread = LoopThread("mosaic-httpx-auth redis")
@@ -384,6 +393,28 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}{path}"
 
 
+def _checking_host_names(url: str) -> str:
+    """`url`, asking coredis to check that a ``rediss://`` server's certificate names its host.
+
+    Unless the URL says ``ssl_check_hostname=true``, coredis checks only that a trusted CA
+    signed the certificate, for whatever name: anyone on the path holding any such certificate
+    could pose as Redis, and read its password and the tokens' traffic. A URL that names
+    ``ssl_check_hostname`` itself, or says ``ssl_cert_reqs=none`` (which coredis cannot combine
+    with host name checks), keeps its choice. The query is read as coredis reads it: a blank
+    value is no value.
+    """
+    parts = urlsplit(url)
+    options = parse_qs(parts.query)
+    if (
+        parts.scheme != "rediss"
+        or "ssl_check_hostname" in options
+        or options.get("ssl_cert_reqs", [""])[0] == "none"
+    ):
+        return url
+    query = f"{parts.query}&" if parts.query else ""
+    return urlunsplit(parts._replace(query=f"{query}ssl_check_hostname=true"))
+
+
 def _evaluator(client: Any, timeout: float) -> Evaluate:
     """Runs a script on `client`, whichever of the two libraries it comes from, in `timeout`."""
     if isinstance(client, _OwnedClient):
@@ -418,7 +449,13 @@ def _evaluator(client: Any, timeout: float) -> Evaluate:
 
 
 def _innermost(error: BaseException) -> BaseException:
-    """The first leaf of an exception group (coredis raises from task groups), else `error`."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
+    """The first leaf of an exception group (coredis raises from task groups), and what that
+    was raised from (coredis's "Unable to establish a connection" hides why: a refusal, a
+    certificate for another host), down to the error that started it."""
+    while True:
+        if isinstance(error, BaseExceptionGroup) and error.exceptions:
+            error = error.exceptions[0]
+        elif error.__cause__ is not None:
+            error = error.__cause__
+        else:
+            return error

@@ -57,6 +57,42 @@ async def test_private_key_jwt(
     assert (await auth.get_token(None)).claims["sub"] == client.client_id
 
 
+@pytest.mark.parametrize("region", ["us", "eu", "sandbox"])
+async def test_private_key_jwt_in_each_region(
+    emulator: MosaicEmulator, clock: FakeClock, region: str
+) -> None:
+    """The emulator stands in for every region: an assertion made out to any region's token
+    endpoint is its own."""
+    client = emulator.register_client(jwks=RSA.public_jwks)
+    auth = emulator.auth(client, private_key=RSA.private_key_pem, region=region, clock=clock)
+    assert (await auth.get_token()).claims["sub"] == client.client_id
+
+
+async def test_private_key_jwt_over_a_served_emulator(
+    emulator: MosaicEmulator, clock: FakeClock
+) -> None:
+    """Served, the emulator takes assertions made out to its URL: MosaicAuth's, given only the
+    base URL, get tokens over a socket; the URL is no longer its own once serving stops."""
+    client = emulator.register_client(resources=[RISK_RESOURCE], jwks=RSA.public_jwks)
+    with emulator.serve() as base_url:
+        async with httpx.AsyncClient() as token_client:
+            auth = emulator.auth(
+                client,
+                private_key=RSA.private_key_pem,
+                base_url=base_url,
+                http_client=token_client,
+                resource=RISK_RESOURCE,
+                clock=clock,
+            )
+            assert (await auth.get_token()).claims["sub"] == client.client_id
+    stale = emulator.auth(
+        client, private_key=RSA.private_key_pem, token_url=f"{base_url}/oidc/token", clock=clock
+    )
+    with pytest.raises(TokenRequestError) as caught:
+        await stale.get_token()
+    assert "aud must be the token endpoint URL" in (caught.value.error_description or "")
+
+
 async def test_a_replayed_assertion_is_refused(
     emulator: MosaicEmulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,14 +7,20 @@ Mutual TLS, which needs a served emulator, is tested in ``test_emulator_tls.py``
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from joserfc import jwt
+from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
 from mosaic_httpx_auth import ConfigurationError
 from mosaic_httpx_auth._client_auth import JWT_BEARER
+from mosaic_httpx_auth.testing import RegisteredClient
+from mosaic_httpx_auth.testing._client_auth import MAX_ASSERTION_LIFETIME, ClientAuthenticator
+from mosaic_httpx_auth.testing._responses import Refused
 
 from .helpers import RISK, START, FakeClock
 from .test_emulator import (
@@ -30,9 +36,7 @@ from .test_emulator import (
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-    import httpx
-
-    from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient
+    from mosaic_httpx_auth.testing import MosaicEmulator
 
 ASSERTION_TYPE = JWT_BEARER
 # Made once: an RSA key takes tens of milliseconds. SIGNING_KEY plays a stranger's key.
@@ -40,6 +44,16 @@ RSA_KID = "client-rsa"
 RSA_KEY = RSAKey.generate_key(2048, parameters={"kid": RSA_KID})
 EC_KEY = ECKey.generate_key("P-256", parameters={"kid": "client-ec"})
 _serial = itertools.count(1)
+
+
+def _weak_rsa_key() -> RSAKey:
+    """An RSA key of 1024 bits: joserfc makes one with a mere warning, an error in these tests."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)
+        return RSAKey.generate_key(1024, parameters={"kid": "client-rsa-1024"})
+
+
+WEAK_RSA_KEY = _weak_rsa_key()
 
 
 @pytest.fixture
@@ -158,6 +172,7 @@ async def test_private_key_jwt_uses_the_only_key_when_the_header_names_none(
         "iss": client.client_id,
         "sub": client.client_id,
         "aud": TOKEN_URL,
+        "iat": int(START),
         "exp": int(START) + 60,
         "jti": "no-kid",
     }
@@ -176,6 +191,16 @@ async def test_private_key_jwt_is_refused_once_the_clock_passes_exp(
     clock.advance(1)
     late = await request_token(emulator, assertion_form(make_assertion(jwt_client.client_id)))
     assert_invalid_client(late, saying="expired")
+
+
+@pytest.mark.anyio
+async def test_private_key_jwt_accepts_an_assertion_valid_for_the_longest_lifetime(
+    emulator: MosaicEmulator, jwt_client: RegisteredClient
+) -> None:
+    """An assertion valid for MAX_ASSERTION_LIFETIME (5 minutes) from its iat is accepted."""
+    assert MAX_ASSERTION_LIFETIME == 300
+    assertion = make_assertion(jwt_client.client_id, exp=int(START) + MAX_ASSERTION_LIFETIME)
+    assert (await request_token(emulator, assertion_form(assertion))).status_code == 200
 
 
 # private_key_jwt: refused
@@ -216,13 +241,18 @@ async def test_private_key_jwt_refuses_a_symmetric_signature(
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "audience",
-    [f"{HOST}/oidc/other", "https://api.eu.transmitsecurity.io/oidc/token", "userid-api"],
-    ids=["other-path", "other-host", "api-audience"],
+    [
+        f"{HOST}/oidc/other",
+        "https://api.transmitsecurity.io.attacker.example/oidc/token",
+        "http://api.transmitsecurity.io/oidc/token",
+        "userid-api",
+    ],
+    ids=["other-path", "other-host", "other-scheme", "api-audience"],
 )
 async def test_private_key_jwt_refuses_an_audience_other_than_the_token_endpoint(
     emulator: MosaicEmulator, jwt_client: RegisteredClient, audience: str
 ) -> None:
-    """An assertion whose aud is not the URL the request was sent to is refused."""
+    """An assertion whose aud is not one of the emulator's token endpoint URLs is refused."""
     assertion = make_assertion(jwt_client.client_id, aud=audience)
     assert_invalid_client(
         await request_token(emulator, assertion_form(assertion)),
@@ -231,11 +261,82 @@ async def test_private_key_jwt_refuses_an_audience_other_than_the_token_endpoint
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("claim", ["jti", "exp", "aud", "sub"])
+@pytest.mark.parametrize(
+    "host", ["https://attacker.example", "http://127.0.0.1:8765", "http://testserver"]
+)
+async def test_private_key_jwt_refuses_an_audience_naming_the_host_the_request_was_sent_to(
+    emulator: MosaicEmulator, jwt_client: RegisteredClient, host: str
+) -> None:
+    """An assertion made out to whatever host the request names (the sender's to choose) is
+    refused: the emulator is not served there, and that host is none of Mosaic's."""
+    url = f"{host}/oidc/token"
+    form = assertion_form(make_assertion(jwt_client.client_id, aud=url))
+    response = await send(emulator, "POST", url, data=form)
+    assert_invalid_client(response, saying="aud must be the token endpoint URL")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("lifetime", "omit", "saying"),
+    [
+        (365 * 24 * 3600, ["iat"], "lacks claims it needs: iat"),
+        (365 * 24 * 3600, [], "valid for 31536000 seconds from iat to exp: at most 300"),
+        (MAX_ASSERTION_LIFETIME + 1, [], "valid for 301 seconds from iat to exp: at most 300"),
+    ],
+    ids=["a-year-without-iat", "a-year", "a-second-too-long"],
+)
+async def test_private_key_jwt_refuses_an_assertion_valid_for_more_than_five_minutes(
+    emulator: MosaicEmulator,
+    jwt_client: RegisteredClient,
+    lifetime: int,
+    omit: list[str],
+    saying: str,
+) -> None:
+    """An assertion must say when it was issued, and expire at most 5 minutes later: one that
+    lasts longer is as good as a password to whoever copies it."""
+    assertion = make_assertion(jwt_client.client_id, exp=int(START) + lifetime, omit=omit)
+    response = await request_token(emulator, assertion_form(assertion))
+    assert_invalid_client(response, saying=saying)
+
+
+@pytest.mark.anyio
+async def test_private_key_jwt_refuses_an_assertion_issued_in_the_future(
+    emulator: MosaicEmulator, jwt_client: RegisteredClient
+) -> None:
+    """An iat after the emulator's now is refused: else a short exp - iat could hide a long life."""
+    issued = int(START) + 3600
+    assertion = make_assertion(jwt_client.client_id, iat=issued, exp=issued + 60)
+    response = await request_token(emulator, assertion_form(assertion))
+    assert_invalid_client(response, saying="iat is invalid")
+
+
+def test_private_key_jwt_refuses_an_assertion_signed_by_an_rsa_key_under_2048_bits(
+    clock: FakeClock,
+) -> None:
+    """Should a client's key of 1024 bits get past registration, its assertions are refused
+    anyway: a signature by a key that short proves nothing."""
+    weak_client = RegisteredClient(
+        client_id="weak",
+        resources=frozenset(),
+        app_id="app",
+        authentication_method="private_key_jwt",
+        _public_keys=KeySet([WEAK_RSA_KEY]),
+    )
+    authenticator = ClientAuthenticator(find_client={"weak": weak_client}.get, clock=clock)
+    form = assertion_form(make_assertion("weak", WEAK_RSA_KEY))
+    with pytest.raises(Refused) as refused:
+        authenticator.authenticate(
+            form, httpx.Headers(), token_endpoint_urls=[TOKEN_URL], client_certificate=None
+        )
+    assert_invalid_client(refused.value.response, saying="RSA key of 1024 bits")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("claim", ["jti", "exp", "iat", "aud", "sub"])
 async def test_private_key_jwt_refuses_an_assertion_without_a_required_claim(
     emulator: MosaicEmulator, jwt_client: RegisteredClient, claim: str
 ) -> None:
-    """An assertion lacking jti, exp, aud or sub is refused, naming the claim."""
+    """An assertion lacking jti, exp, iat, aud or sub is refused, naming the claim."""
     assertion = make_assertion(jwt_client.client_id, omit=[claim])
     response = await request_token(emulator, assertion_form(assertion))
     assert_invalid_client(response, saying=f"lacks claims it needs: {claim}")
@@ -414,6 +515,26 @@ def test_register_client_keeps_only_the_public_keys(emulator: MosaicEmulator, jw
     assert key["n"] == RSA_KEY.as_dict(private=False)["n"]
     assert key["kid"] == "client-rsa"
     assert "d" not in key
+
+
+@pytest.mark.parametrize(
+    "jwks",
+    [
+        WEAK_RSA_KEY,
+        WEAK_RSA_KEY.as_dict(private=False),
+        {"keys": [RSA_KEY.as_dict(private=False), WEAK_RSA_KEY.as_dict(private=False)]},
+    ],
+    ids=["joserfc-key", "jwk", "one-key-of-a-set"],
+)
+def test_register_client_refuses_an_rsa_key_under_2048_bits(
+    emulator: MosaicEmulator, jwks: Any
+) -> None:
+    """A client's RSA key of 1024 bits is refused as it is registered, however it is given: a
+    key that short can be factored, and its assertions forged (RFC 7518 §3.3)."""
+    with pytest.raises(
+        ConfigurationError, match="RSA key of 1024 bits: RS256 and PS256 need at least"
+    ):
+        emulator.register_client(jwks=jwks)
 
 
 def test_register_client_leaves_the_callers_key_alone(emulator: MosaicEmulator) -> None:

@@ -23,7 +23,13 @@ from mosaic_httpx_auth import MosaicAuth
 from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient, client_ssl_context
 
 from .helpers import RISK, VERIFY
-from .test_emulator import SIGNING_KEY, credentials
+from .test_emulator import SIGNING_KEY, TOKEN_URL, credentials
+from .test_emulator_auth_methods import (
+    RSA_KEY,
+    assert_invalid_client,
+    assertion_form,
+    make_assertion,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, MutableMapping
@@ -167,6 +173,29 @@ async def test_served_emulator_works_with_mosaic_auth_over_a_socket(
     assert (first.status_code, second.status_code) == (200, 200)
     assert emulator.token_requests == {RISK: 1}
     assert emulator.api_calls == {"/risk/v1/recommendation": 2}
+
+
+@pytest.mark.anyio
+async def test_served_emulator_takes_no_assertion_audience_from_the_host_header(
+    emulator: MosaicEmulator, base_url: str
+) -> None:
+    """Whatever Host a request carries, a client assertion's aud must name one of the
+    emulator's own token endpoint URLs (where it is served, or Mosaic's): one made out to the
+    Host header's is refused."""
+    client = emulator.register_client(jwks=RSA_KEY)
+    now = int(time.time())
+
+    async def token_request(http: httpx.AsyncClient, audience: str) -> httpx.Response:
+        assertion = make_assertion(client.client_id, aud=audience, iat=now, exp=now + 60)
+        form = assertion_form(assertion)
+        return await http.post("/oidc/token", data=form, headers={"Host": "attacker.example"})
+
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        spoofed = await token_request(http, "http://attacker.example/oidc/token")
+        served = await token_request(http, f"{base_url}/cis/oidc/token")
+        mosaic = await token_request(http, TOKEN_URL)
+    assert_invalid_client(spoofed, saying="aud must be the token endpoint URL")
+    assert (served.status_code, mosaic.status_code) == (200, 200), served.text
 
 
 @pytest.mark.anyio

@@ -34,6 +34,7 @@ from joserfc.errors import (
 )
 
 from .._client_auth import JWT_BEARER as ASSERTION_TYPE
+from .._client_auth import short_rsa_key_reason
 from ._clients import CERTIFICATE_METHODS, SECRET_METHODS, public_keys_of
 from ._responses import Refused, invalid_client, oauth_error
 from ._tls import certificate_sha256
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 
 ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256")
 """What a client assertion may be signed with: Mosaic documents RS256."""
+MAX_ASSERTION_LIFETIME = 300
+"""The most seconds from a client assertion's iat to its exp: a few minutes, as careful servers
+allow, so that an assertion copied on its way is soon worthless."""
 
 
 class ClientAuthenticator:
@@ -155,6 +159,10 @@ class ClientAuthenticator:
             _refuse("client authentication failed")
         _check_method(client, "private_key_jwt")
         key = _key_named(public_keys_of(client), header.get("kid"))
+        # Registration refuses such a key; should one get this far, its signature proves nothing.
+        too_short = short_rsa_key_reason(key)
+        if too_short is not None:
+            _refuse(f"the client's key is {too_short}")
         try:
             claims = jwt.decode(assertion, key, algorithms=ASSERTION_ALGORITHMS).claims
         except UnsupportedAlgorithmError:
@@ -238,7 +246,8 @@ def _key_named(keys: KeySet, kid: object) -> Key:
 def _check_claims(
     claims: Mapping[str, Any], client_id: str, audiences: Collection[str], *, now: float
 ) -> None:
-    """Check the claims RFC 7523 §3 requires: iss and sub, aud, exp, jti; iat if present."""
+    """Check the claims RFC 7523 §3 requires (iss and sub, aud, exp, jti), and iat, which must
+    be at most `MAX_ASSERTION_LIFETIME` before exp."""
     registry = jwt.JWTClaimsRegistry(
         # joserfc counts whole seconds; floored as for the tokens the emulator checks.
         now=int(now),
@@ -246,6 +255,11 @@ def _check_claims(
         sub={"essential": True, "value": client_id},
         aud={"essential": True, "values": sorted(audiences)},
         exp={"essential": True},
+        # RFC 7523 §3 leaves iat optional, but Mosaic lists it among an assertion's claims: a
+        # client without it fails here, not against Mosaic. With iat (which joserfc refuses
+        # after now), exp - iat bounds an assertion's life; Keycloak, lacking it, bounds
+        # exp - now instead.
+        iat={"essential": True},
         jti={"essential": True},
     )
     try:
@@ -258,7 +272,7 @@ def _check_claims(
         expected = {
             "iss": "the client_id",
             "sub": "the client_id",
-            "aud": f"the token endpoint URL ({' or '.join(sorted(audiences))})",
+            "aud": f"the token endpoint URL, one of: {', '.join(sorted(audiences))}",
         }.get(exc.claim)
         _refuse(
             f"the client assertion's {exc.claim} must be {expected}"
@@ -268,6 +282,12 @@ def _check_claims(
     # RFC 7519 §4.1.4: refused *on or after* exp; joserfc before 1.8 accepts it at exp.
     if claims["exp"] <= int(now):
         _refuse("the client assertion has expired")
+    lifetime = claims["exp"] - claims["iat"]
+    if lifetime > MAX_ASSERTION_LIFETIME:
+        _refuse(
+            f"the client assertion is valid for {lifetime} seconds from iat to exp: at most "
+            f"{MAX_ASSERTION_LIFETIME} are accepted"
+        )
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, KeySet, RSAKey
 
 from .._client_auth import SECRET_METHODS as CORE_SECRET_METHODS
+from .._client_auth import no_short_rsa_key_warning, short_rsa_key_reason
 from .._exceptions import ConfigurationError
 from ._tls import certificate_sha256 as fingerprint_of
 from ._tls import normalize_sha256
@@ -155,7 +156,8 @@ def new_client(
 def _public_key_set(jwks: Key | KeySet | Mapping[str, Any]) -> KeySet:
     """The public parts of `jwks` (a JWK Set, one JWK, or joserfc keys) as a new key set.
 
-    Refuses keys that cannot sign RS256, PS256 or ES256: symmetric keys, other curves.
+    Refuses keys that cannot sign RS256, PS256 or ES256: symmetric keys, other curves, and RSA
+    keys under 2048 bits, whose signatures can be forged.
     """
     if isinstance(jwks, KeySet):
         given: list[Any] = list(jwks.keys)
@@ -166,19 +168,25 @@ def _public_key_set(jwks: Key | KeySet | Mapping[str, Any]) -> KeySet:
         given = keys
     else:
         given = [jwks]
-    public: list[Key] = []
-    for key in given:
-        try:
-            imported = key if not isinstance(key, Mapping) else JWKRegistry.import_key(dict(key))
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
-            raise ConfigurationError(f"jwks holds a key joserfc cannot import: {exc}") from exc
-        if not isinstance(imported, (RSAKey, ECKey)) or (
-            isinstance(imported, ECKey) and imported.curve_name != "P-256"
-        ):
-            raise ConfigurationError(
-                "jwks must hold RSA or P-256 EC keys: the client signs RS256, PS256 or ES256"
-            )
-        # A copy of the public part: a private key given here is never kept, and the caller's
-        # key objects are not changed (a key set gives each key a kid).
-        public.append(JWKRegistry.import_key(dict(imported.as_dict(private=False))))
-    return KeySet(public)
+    with no_short_rsa_key_warning():
+        return KeySet([_public_key(key) for key in given])
+
+
+def _public_key(key: Any) -> Key:
+    """A copy of the public part of `key` (a JWK or a joserfc key), if it may sign assertions."""
+    try:
+        imported = key if not isinstance(key, Mapping) else JWKRegistry.import_key(dict(key))
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigurationError(f"jwks holds a key joserfc cannot import: {exc}") from exc
+    if not isinstance(imported, (RSAKey, ECKey)) or (
+        isinstance(imported, ECKey) and imported.curve_name != "P-256"
+    ):
+        raise ConfigurationError(
+            "jwks must hold RSA or P-256 EC keys: the client signs RS256, PS256 or ES256"
+        )
+    too_short = short_rsa_key_reason(imported)
+    if too_short is not None:
+        raise ConfigurationError(f"jwks holds {too_short}")
+    # A copy of the public part: a private key given here is never kept, and the caller's
+    # key objects are not changed (a key set gives each key a kid).
+    return JWKRegistry.import_key(dict(imported.as_dict(private=False)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import secrets
 import threading
@@ -15,7 +16,13 @@ import httpx
 
 from .._auth import MosaicAuth
 from .._exceptions import ConfigurationError
-from .._services import IDENTITY_MANAGEMENT_AUDIENCE, RISK_RESOURCE, VERIFY_RESOURCE
+from .._services import (
+    IDENTITY_MANAGEMENT_AUDIENCE,
+    REGION_HOSTS,
+    RISK_RESOURCE,
+    TOKEN_PATH,
+    VERIFY_RESOURCE,
+)
 from ._asgi import EmulatorApp
 from ._client_auth import ASSERTION_ALGORITHMS, ClientAuthenticator
 from ._clients import (
@@ -32,8 +39,7 @@ from ._signing import TokenSigner
 from ._transport import EmulatorTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
-    from contextlib import AbstractContextManager
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
     from joserfc.jwk import Key, KeySet, RSAKey
 
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
     from ._faults import FaultBody
 
 
-_TOKEN_PATHS = frozenset({"/oidc/token", "/cis/oidc/token"})
+_TOKEN_PATHS = frozenset({TOKEN_PATH, f"/cis{TOKEN_PATH}"})
 _JWKS_PATH = "/cis/oidc/jwks"
 _DISCOVERY_PATH = "/cis/oidc/.well-known/openid-configuration"
 # The audience a token needs for each API, by path prefix.
@@ -49,6 +55,17 @@ _API_AUDIENCES = (
     ("/risk/", RISK_RESOURCE),
     ("/verify/", VERIFY_RESOURCE),
     ("/cis/", IDENTITY_MANAGEMENT_AUDIENCE),
+)
+
+
+def _token_endpoint_urls(base_url: str) -> frozenset[str]:
+    """The URLs of the token endpoint, by either path, at `base_url`."""
+    return frozenset(f"{base_url}{path}" for path in _TOKEN_PATHS)
+
+
+# The emulator stands in for Mosaic in every region, as `transport()` takes any host.
+_MOSAIC_TOKEN_ENDPOINT_URLS = frozenset(
+    url for host in REGION_HOSTS.values() for url in _token_endpoint_urls(host)
 )
 
 
@@ -107,6 +124,8 @@ class MosaicEmulator:
         # and needed because `serve()` handles requests on another thread.
         self._lock = threading.Lock()
         self._clients: dict[str, RegisteredClient] = {}
+        # The token endpoint's URLs where `serve()` serves the emulator, while it does.
+        self._served_token_endpoint_urls: set[str] = set()
         self._authenticator = ClientAuthenticator(find_client=self._find_client, clock=clock)
         self._issued: dict[str, _IssuedToken] = {}
         self._revoked: set[str] = set()
@@ -153,7 +172,8 @@ class MosaicEmulator:
                 certificate.
             jwks: For ``private_key_jwt``: the public keys that verify its client assertions,
                 as a JWK Set (``{"keys": [...]}``), one JWK, or a joserfc key or key set (only
-                public parts are kept). RSA keys (RS256, PS256) or P-256 EC keys (ES256).
+                public parts are kept). RSA keys of 2048 bits or more (RS256, PS256) or P-256
+                EC keys (ES256).
             certificate: For the TLS methods: its client certificate, PEM or DER.
             certificate_sha256: For the TLS methods, instead of `certificate`: its SHA-256
                 fingerprint in hex, as `ClientCertificate.sha256` gives it.
@@ -319,9 +339,10 @@ class MosaicEmulator:
             options.setdefault("client_auth", "tls_client_auth")
         return MosaicAuth(client.client_id, **options)
 
+    @contextlib.contextmanager
     def serve(
         self, *, port: int = 0, shutdown_timeout: float = 5.0, tls: bool = False
-    ) -> AbstractContextManager[str]:
+    ) -> Iterator[str]:
         """Serve the emulator over HTTP, or HTTPS, on 127.0.0.1 while the ``with`` block runs.
 
         Yields the base URL, e.g. ``"http://127.0.0.1:54321"``. uvicorn runs in a background
@@ -332,8 +353,21 @@ class MosaicEmulator:
         certificate for 127.0.0.1 and asks clients for a certificate, which the
         ``tls_client_auth`` methods need: the only way to use them. Clients trust the server
         through `client_ssl_context`, and present a certificate of `make_client_certificate`.
+
+        While it is served, a client assertion may name its token endpoint at the base URL as
+        its ``aud``, as well as Mosaic's.
         """
-        return serve_locally(self.app, port=port, shutdown_timeout=shutdown_timeout, tls=tls)
+        with serve_locally(
+            self.app, port=port, shutdown_timeout=shutdown_timeout, tls=tls
+        ) as base_url:
+            served = _token_endpoint_urls(base_url)
+            with self._lock:
+                self._served_token_endpoint_urls |= served
+            try:
+                yield base_url
+            finally:
+                with self._lock:
+                    self._served_token_endpoint_urls -= served
 
     async def handle_request(
         self, request: httpx.Request, *, client_certificate: bytes | None = None
@@ -392,12 +426,15 @@ class MosaicEmulator:
         grant_type = form.get("grant_type")
         if grant_type is None:
             raise Refused(oauth_error(400, "invalid_request", "grant_type is missing"))
-        base = _base_url(request.url)
+        with self._lock:
+            own_urls = _MOSAIC_TOKEN_ENDPOINT_URLS | self._served_token_endpoint_urls
         client = self._authenticator.authenticate(
             form,
             request.headers,
-            # RFC 7523 §3: the assertion's audience is the token endpoint, by either path.
-            token_endpoint_urls=[f"{base}{path}" for path in _TOKEN_PATHS],
+            # RFC 7523 §3: the assertion's audience is this server's token endpoint, by either
+            # path. Never a URL the request names: its Host header is the sender's to choose,
+            # so an assertion made out to any server would pass.
+            token_endpoint_urls=own_urls,
             client_certificate=client_certificate,
         )
         if grant_type != "client_credentials":

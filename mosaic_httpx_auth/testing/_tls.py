@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from .._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.ec import (
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
         EllipticCurvePublicKey,
     )
 
-_HOST = "127.0.0.1"
+# What a server certificate names unless told otherwise: where `serve(tls=True)` listens.
+_SERVER_HOSTS = ("127.0.0.1", "localhost")
 # Issued slightly in the past, so that a clock a little behind still accepts them; long enough
 # for any test run, short enough to be plainly throwaway.
 _BACKDATE = datetime.timedelta(minutes=5)
@@ -67,7 +68,7 @@ def make_client_certificate(
     if not name or Path(name).name != name:
         raise ConfigurationError(f"name must be a plain file name prefix, not {name!r}")
     folder = Path(directory)
-    certificate, key = _authority().issue(name, for_server=False)
+    certificate, key = _authority().issue(name)
     cert_path, key_path = folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
     try:
         _write_new_file(key_path, key, private=True)
@@ -125,10 +126,13 @@ class ServerCertificateFiles:
     client_ca_path: Path
 
 
-def write_server_certificate(directory: Path) -> ServerCertificateFiles:
-    """Write a new certificate and key for 127.0.0.1 (and localhost), and the CA, to `directory`."""
+def write_server_certificate(
+    directory: Path, *, hosts: Sequence[str] = _SERVER_HOSTS
+) -> ServerCertificateFiles:
+    """Write a new certificate and key for `hosts` (IP addresses or DNS names; by default
+    127.0.0.1 and localhost), and the CA, to `directory`."""
     authority = _authority()
-    certificate, key = authority.issue(_HOST, for_server=True)
+    certificate, key = authority.issue(hosts[0], server_hosts=hosts)
     files = ServerCertificateFiles(
         cert_path=directory / "server-cert.pem",
         key_path=directory / "server-key.pem",
@@ -162,10 +166,11 @@ class _Authority:
         self.certificate_pem = self._certificate.public_bytes(serialization.Encoding.PEM)
         """The authority's certificate, PEM: what a party trusts to accept what it issues."""
 
-    def issue(self, common_name: str, *, for_server: bool) -> tuple[bytes, bytes]:
+    def issue(self, common_name: str, *, server_hosts: Sequence[str] = ()) -> tuple[bytes, bytes]:
         """A new certificate for `common_name` signed by this authority, and its key, in PEM.
 
-        A server certificate names 127.0.0.1 and localhost; a client one is for client auth.
+        With `server_hosts` (IP addresses or DNS names), a server's certificate for them;
+        without, a certificate for client auth.
         """
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
@@ -173,14 +178,14 @@ class _Authority:
         from cryptography.x509.oid import ExtendedKeyUsageOID
 
         key = ec.generate_private_key(ec.SECP256R1())
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if for_server else ExtendedKeyUsageOID.CLIENT_AUTH
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server_hosts else ExtendedKeyUsageOID.CLIENT_AUTH
         extensions: list[tuple[x509.ExtensionType, bool]] = [
             (x509.BasicConstraints(ca=False, path_length=None), True),
             (_key_usage(), True),
             (x509.ExtendedKeyUsage([usage]), False),
         ]
-        if for_server:
-            names = [x509.IPAddress(ipaddress.ip_address(_HOST)), x509.DNSName("localhost")]
+        if server_hosts:
+            names = [_general_name(host) for host in server_hosts]
             extensions.append((x509.SubjectAlternativeName(names), False))
         certificate = _signed_certificate(
             common_name,
@@ -233,6 +238,16 @@ def _signed_certificate(
     for extension, critical in extensions:
         builder = builder.add_extension(extension, critical=critical)
     return builder.sign(signer, hashes.SHA256())
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    """`host` as a certificate names it: an IP address, or else a DNS name."""
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def _key_usage(*, key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
