@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
     from types import ModuleType
 
-    from ._client_auth import ClientAuthentication
+    from ._client_auth import ClientAuthentication, TokenRequestCredentials
 
 # Error texts come from the server; keep a misbehaving one from flooding logs and messages.
 _MAX_ERROR_TEXT = 300
@@ -74,8 +74,27 @@ class TokenEndpoint:
 
         `on_sent` is called as the request is handed to the HTTP client: a caller that is
         cancelled before then has sent nothing.
+
+        What fails carries no frame that held the credentials: error trackers collect the
+        locals of every frame an error and its causes carry (sentry-sdk does by default), and
+        those of the request, httpx's and httpcore's hold the secret, the Basic credential or
+        the client assertion. So the error and its causes leave without their frames.
         """
         credentials = self.client_auth.credentials(self.token_url)
+        try:
+            return await self._exchange(resource, credentials, on_sent)
+        except Exception as error:
+            failure = _scrubbed(error, credentials.secrets)
+        # This frame goes with the error, and none of its locals may hold a credential.
+        del credentials
+        raise failure
+
+    async def _exchange(
+        self,
+        resource: str | None,
+        credentials: TokenRequestCredentials,
+        on_sent: Callable[[], object] | None,
+    ) -> AccessToken:
         form = {"grant_type": "client_credentials", **credentials.form}
         if resource is not None:
             form["resource"] = resource
@@ -179,6 +198,28 @@ class TokenEndpoint:
             resource=resource,
             retry_after=retry_after,
         )
+
+
+def _scrubbed(error: Exception, secrets: tuple[str, ...]) -> Exception:
+    """`error`, and what it was raised from or during, as an error tracker may keep them:
+    without their frames, with the secret redacted from their words, and without any other
+    object they hold (the request, its headers and body): their type and words stay."""
+    for current in causes(error):
+        current.__traceback__ = None
+        # One chain, through causes: a context hidden behind a cause is not shown anyway.
+        current.__cause__ = current.__cause__ or current.__context__
+        current.__context__ = None
+        current.args = tuple(
+            _without_secrets(arg, secrets) if isinstance(arg, str) else arg for arg in current.args
+        )
+        for name, value in getattr(current, "__dict__", {}).items():
+            if isinstance(value, str):
+                setattr(current, name, _without_secrets(value, secrets))
+            elif name == "__notes__" and isinstance(value, list):
+                value[:] = [_without_secrets(str(note), secrets) for note in value]
+            elif not isinstance(value, (int, float, type(None))):
+                setattr(current, name, None)
+    return error
 
 
 def _unreachable_because(error: httpx.HTTPError) -> str:
@@ -368,11 +409,16 @@ def _redacted(text: str | None, secrets: tuple[str, ...]) -> str | None:
     """`text` from the server without any of `secrets` it echoed, cut to a sensible length."""
     if text is None:
         return None
+    # Cut after redacting, so that a secret cut in half cannot slip through.
+    return _without_secrets(text, secrets)[:_MAX_ERROR_TEXT]
+
+
+def _without_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with each of `secrets` in it replaced by ``[secret]``."""
     # Longest first, so that a form containing another is redacted whole; and ignoring case,
     # as a server may re-encode ``%2B`` as ``%2b``.
     forms = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-    if forms:
-        pattern = "|".join(re.escape(form) for form in forms)
-        text = re.sub(pattern, "[secret]", text, flags=re.IGNORECASE)
-    # Cut after redacting, so that a secret cut in half cannot slip through.
-    return text[:_MAX_ERROR_TEXT]
+    if not forms:
+        return text
+    pattern = "|".join(re.escape(form) for form in forms)
+    return re.sub(pattern, "[secret]", text, flags=re.IGNORECASE)

@@ -1,0 +1,274 @@
+"""No secret is reachable from a token request's failure, frames and causes included.
+
+An error tracker (sentry-sdk with its default settings, rich's ``show_locals``,
+``traceback.TracebackException(capture_locals=True)``) shows the local variables of every
+frame an exception carries, and of its causes'. Each failure mode the token endpoint can have
+is tried, over real sockets on loopback, for each way the client authenticates, and every
+value reachable from the error the caller gets is searched for the secret in all its forms.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import ssl
+import threading
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+import httpx
+import pytest
+from joserfc.jwk import RSAKey
+
+from mosaic_httpx_auth import MosaicAuth, TokenRequestError, generate_signing_key
+from mosaic_httpx_auth._client_auth import PrivateKeyJWT, secret_forms
+from mosaic_httpx_auth.testing._tls import write_server_certificate
+
+from .helpers import CLIENT_ID, CLIENT_SECRET
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.anyio
+
+MOSAIC_HOST = "api.transmitsecurity.io"
+PRIVATE_KEY = generate_signing_key("RS256").private_key_pem
+# The status of the failures that answer, with a body that quotes the whole request back.
+# How far into containers the search looks, from the error: further than a crash reporter does.
+MAX_DEPTH = 8
+# A request with no pool timeout has no deadline: one attempt (max_attempts=1), then its error.
+NO_POOL_DEADLINE = httpx.Timeout(5.0, pool=None)
+ECHOING = {"refusal": b"401", "garbage": b"200"}
+
+
+class Endpoint:
+    """A token endpoint on a loopback socket that fails in one way, on a thread of its own."""
+
+    def __init__(self, failure: str, tls: ssl.SSLContext | None) -> None:
+        self.failure = failure
+        self._tls = tls
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._held: list[socket.socket] = []
+        if failure == "refused":
+            self._listener.close()  # nothing listens on the port any more
+            return
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self) -> None:
+        for connection in [*self._held, self._listener]:
+            connection.close()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self._listener.accept()
+                self._held.append(connection)
+                if self._tls is not None:
+                    with contextlib.suppress(OSError):
+                        self._tls.wrap_socket(connection, server_side=True)
+                    continue  # the client gave up on the handshake
+                request = _read_request(connection)
+                if self.failure == "dropped":
+                    connection.close()
+                elif self.failure in ECHOING:
+                    body = b"echo: " + request
+                    connection.sendall(
+                        b"HTTP/1.1 " + ECHOING[self.failure] + b" x\r\n"
+                        b"Content-Type: application/json\r\nConnection: close\r\n"
+                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+                    )
+                # "timeout": read, and never answer
+
+
+def _read_request(connection: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if b"content-length" in line.lower()
+        ),
+        0,
+    )
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture
+def assertions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every client assertion signed during the test: each is a credential for its minute."""
+    signed: list[str] = []
+    sign = PrivateKeyJWT.assertion
+
+    def recorded(self: PrivateKeyJWT, audience: str) -> str:
+        signed.append(sign(self, audience))
+        return signed[-1]
+
+    monkeypatch.setattr(PrivateKeyJWT, "assertion", recorded)
+    return signed
+
+
+@pytest.fixture
+def unresolvable_mosaic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mosaic's host name does not resolve: no lookup leaves this machine."""
+    lookup = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in (MOSAIC_HOST, MOSAIC_HOST.encode()):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def _auth(method: str, token_url: str, base_url: str) -> MosaicAuth:
+    settings: dict[str, Any] = {
+        "token_url": token_url,
+        "base_url": base_url,
+        "max_attempts": 1,
+        "timeout": 0.25,
+    }
+    if method == "private_key_jwt":
+        return MosaicAuth(CLIENT_ID, private_key=PRIVATE_KEY, **settings)
+    return MosaicAuth(CLIENT_ID, CLIENT_SECRET, client_auth=method, **settings)
+
+
+def _secrets(assertions: list[str]) -> set[str]:
+    """The secret, the Basic credential, the private key and the assertions, in every form a
+    server or a library may write them in."""
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    private = RSAKey.import_key(PRIVATE_KEY).as_dict(private=True)
+    forms = {*secret_forms(CLIENT_SECRET), *secret_forms(basic), private["d"], private["p"]}
+    forms.add(PRIVATE_KEY.decode().splitlines()[1])  # a line of the PEM
+    for assertion in assertions:
+        forms.update(secret_forms(assertion))
+        forms.add(assertion.rsplit(".", 1)[1])  # its signature alone
+    return forms
+
+
+def reachable_text(error: BaseException) -> Iterator[str]:
+    """What a crash reporter may show of `error`: the repr of each value reachable from it,
+    its causes and contexts, their attributes and the locals of every frame they carry,
+    through containers (a few levels deep, as reporters go), requests and responses; and the
+    traceback printed with locals."""
+    yield "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+    pending: list[tuple[object, int]] = [(error, 0)]
+    seen: set[int] = set()
+    while pending:
+        value, depth = pending.pop()
+        if id(value) in seen or depth > MAX_DEPTH:
+            continue
+        seen.add(id(value))
+        try:
+            yield repr(value)
+        except Exception:  # noqa: S112 - a repr that fails shows nothing
+            continue
+        inside: list[object] = []
+        if isinstance(value, BaseException):
+            inside += [value.__cause__, value.__context__, *value.args, *vars(value).values()]
+            inside += list(getattr(value, "exceptions", ()))
+            frames = value.__traceback__
+            while frames is not None:
+                inside += list(frames.tb_frame.f_locals.values())
+                frames = frames.tb_next
+        elif isinstance(value, dict):
+            inside += [*value.keys(), *value.values()]
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            inside += list(value)
+        elif isinstance(value, (bytes, bytearray)):
+            yield value.decode("latin-1")
+        elif isinstance(value, httpx.Request):
+            inside += [value.headers.raw, getattr(value, "_content", b"")]
+        elif isinstance(value, httpx.Response):
+            inside += [value.headers.raw, getattr(value, "_content", b""), value._request]
+        pending += [(item, depth + 1) for item in inside]
+
+
+async def _caller_error(api: str, auth: MosaicAuth, base_url: str) -> TokenRequestError:
+    """The error the caller gets, asking for a token as `api` says."""
+
+    async def ask() -> None:
+        if api == "get_token":
+            await auth.get_token()
+        elif api == "async request":
+            async with httpx.AsyncClient(auth=auth, timeout=NO_POOL_DEADLINE) as client:
+                await client.get(f"{base_url}/risk/v1/recommendation")
+        else:
+
+            def sync_request() -> None:
+                with httpx.Client(auth=auth, timeout=NO_POOL_DEADLINE) as client:
+                    client.get(f"{base_url}/risk/v1/recommendation")
+
+            await anyio.to_thread.run_sync(sync_request)
+
+    with pytest.raises(TokenRequestError) as caught:
+        await ask()
+    await auth.aclose()
+    return caught.value
+
+
+@pytest.mark.parametrize("api", ["get_token", "async request", "sync request"])
+@pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic", "private_key_jwt"])
+@pytest.mark.parametrize(
+    "failure",
+    ["refused", "unresolvable", "untrusted TLS", "timeout", "dropped", "refusal", "garbage"],
+)
+async def test_no_secret_is_reachable_from_a_token_request_failure(
+    failure: str,
+    method: str,
+    api: str,
+    assertions: list[str],
+    unresolvable_mosaic: None,
+    tmp_path: Path,
+) -> None:
+    """Whatever way the token request fails, neither the error nor its causes, their
+    attributes or the locals of their frames hold the secret, the Basic credential, the
+    private key or the client assertion."""
+    tls = None
+    if failure == "untrusted TLS":
+        files = write_server_certificate(tmp_path)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(files.cert_path, files.key_path)
+    endpoint = Endpoint(failure, tls)
+    try:
+        scheme = "https" if tls else "http"
+        host = MOSAIC_HOST if failure == "unresolvable" else f"127.0.0.1:{endpoint.port}"
+        base_url = f"https://{host}" if failure == "unresolvable" else f"{scheme}://{host}"
+        auth = _auth(method, f"{base_url}/oidc/token", base_url)
+        error = await _caller_error(api, auth, base_url)
+    finally:
+        endpoint.close()
+
+    if method == "private_key_jwt" and failure not in ("refused", "unresolvable"):
+        assert assertions  # the request was signed: its assertion is searched for too
+    secrets = _secrets(assertions)
+    leaked = {secret for text in reachable_text(error) for secret in secrets if secret in text}
+    assert not leaked, f"{failure} / {method} / {api}: the error reaches {sorted(leaked)}"
+
+
+def test_the_search_finds_a_secret_in_a_frame_of_a_cause() -> None:
+    """The search above sees a frame's locals in a cause: it would catch the leak it looks for."""
+
+    def request_token() -> None:
+        form = {"client_secret": CLIENT_SECRET}
+        raise httpx.ConnectError(f"refused ({len(form)} fields)")
+
+    def fetch() -> TokenRequestError:
+        try:
+            request_token()
+        except httpx.ConnectError as cause:
+            error = TokenRequestError("could not reach the token endpoint")
+            error.__cause__ = cause
+            return error
+        raise AssertionError  # pragma: no cover
+
+    assert any(CLIENT_SECRET in text for text in reachable_text(fetch()))
