@@ -22,6 +22,7 @@ from ._environment import EnvironmentSettings
 from ._exceptions import ConfigurationError, TokenRequestError, UnsupportedClientError
 from ._retry import RetryPolicy
 from ._routing import ResourceRouter
+from ._security import refuse_proxy_in_clear
 from ._services import for_resource
 from ._store import TokenStore
 from ._tasks import loop_alive
@@ -155,6 +156,12 @@ class MosaicAuth(httpx.Auth):
                 setting="cache",
             )
         self.base_url, token_url = mosaic_urls(region, base_url, token_url)
+        if http_client is not None:
+            # The library's own token clients reach this machine directly; the application's
+            # obeys the environment's proxies.
+            refuse_proxy_in_clear(
+                self._http.URL(token_url), "client credentials", setting="token_url"
+            )
         # Tokens go to the Mosaic hosts configured, and nowhere else a shared client calls.
         self._router = ResourceRouter(resource, resources, base_url=self.base_url, http=self._http)
         self._telemetry = Telemetry(on_event)
@@ -182,7 +189,7 @@ class MosaicAuth(httpx.Auth):
             http=self._http,
         )
         authentication = self._endpoint.client_auth
-        if getattr(cache, "needs_credential", False) and authentication.cache_secret is None:
+        if getattr(cache, "needs_credential", False) and not authentication.credential_in_process:
             raise ConfigurationError(
                 f"{type(cache).__name__} needs encryption_key= with {authentication.method}: "
                 "the client certificate's key is not in this process to derive one from",

@@ -33,9 +33,10 @@ class CacheKey:
     client_id: str
     resource: str | None
     credential: bytes | None = field(default=None, repr=False)
-    """32 bytes derived one-way from the client's secret or private key, so that two clients
-    with the same id and different credentials never share a token; None when the credential
-    is not in this process (a TLS client certificate)."""
+    """32 bytes that scrypt derives from the client's secret or private key, salted with the
+    token URL and client id, once per process (`ClientAuthentication.cache_secret`): two
+    clients with the same id and different credentials never share a token. None when the
+    credential is not in this process (a TLS client certificate)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,22 +3,29 @@
 Mosaic apps authenticate with a client secret (in the form body, or HTTP Basic), a signed JWT
 assertion (``private_key_jwt``, RFC 7523), or a TLS client certificate (``tls_client_auth``,
 RFC 8705). Each method adds its parameters to the token request and says which of them are
-secret, so that nothing the server echoes back can leak them.
+secret, so that nothing the server echoes back can leak them. A secret or private key also
+yields the key material that names and seals the client's entries in a shared cache
+(`derive_cache_secret`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import hmac
 import html
 import json
+import os
 import secrets
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import quote, quote_plus
+
+import anyio.to_thread
 
 from ._exceptions import ConfigurationError
 
@@ -78,23 +85,84 @@ def secret_forms(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(forms))
 
 
-def derive_cache_secret(credential: bytes) -> bytes:
+# scrypt's cost (RFC 7914): n * r * 128 bytes, 16 MiB, and tens of milliseconds of a core per
+# derivation (within OpenSSL's default memory limit). A process pays it once per credential;
+# whoever reads a shared cache pays it for every guess at a secret, and again per deployment.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+_CACHE_SECRET_LABEL = "mosaic-httpx-auth shared token cache"
+
+# The secrets derived in this process, by a digest of credential and salt (so that the memo
+# holds no copy of a credential); the lock makes concurrent first uses wait for one derivation.
+_DERIVED: dict[bytes, bytes] = {}
+_DERIVING = threading.Lock()
+
+
+def cache_secret_salt(token_url: str, client_id: str) -> bytes:
+    """The salt of a client's cache secret: the same in every process of a fleet, another for
+    another client or token endpoint, so that no table of guesses serves two deployments."""
+    return json.dumps([_CACHE_SECRET_LABEL, token_url, client_id]).encode()
+
+
+def derive_cache_secret(credential: bytes, salt: bytes) -> bytes:
     """32 bytes that stand for `credential` in a shared cache, from which it cannot be worked
-    back: two clients with the same id and different secrets never share an entry."""
-    return hmac.digest(b"mosaic-httpx-auth shared token cache", credential, "sha256")
+    back but at scrypt's cost per guess: two clients with the same id and different secrets
+    never share an entry. The first call per credential and salt takes tens of milliseconds
+    (later ones are memoized): never make it on an event loop's thread."""
+    memo_key = _memo_key(credential, salt)
+    with _DERIVING:
+        secret = _DERIVED.get(memo_key)
+        if secret is None:
+            secret = hashlib.scrypt(
+                credential, salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
+            )
+            _DERIVED[memo_key] = secret
+    return secret
+
+
+def _memo_key(credential: bytes, salt: bytes) -> bytes:
+    return hmac.digest(salt, credential, "sha256")
+
+
+def _after_fork() -> None:
+    """In a forked child: a derivation the parent ran on another thread holds the lock
+    forever."""
+    global _DERIVING
+    _DERIVING = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class ClientAuthentication:
     """Authenticates token requests by one method; `credentials()` is called per request."""
 
     method: ClientAuthMethod
-    cache_secret: bytes | None = None
-    """Key material derived one-way from the credential (`derive_cache_secret`), which names
-    and encrypts this client's entries in a shared cache; None when the credential is not in
-    this process (a TLS client certificate lives in the HTTP client)."""
+    # The secret or private key a shared cache's keys are derived from; None when the
+    # credential is not in this process (a TLS client certificate lives in the HTTP client).
+    _cache_credential: bytes | None = None
 
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
+
+    @property
+    def credential_in_process(self) -> bool:
+        """Whether a shared cache can derive this client's keys from its credential."""
+        return self._cache_credential is not None
+
+    async def cache_secret(self, token_url: str) -> bytes | None:
+        """Key material derived one-way from the credential (`derive_cache_secret`), which
+        names and encrypts this client's entries in a shared cache; None when the credential
+        is not in this process. The first in the process is derived on a worker thread."""
+        credential = self._cache_credential
+        if credential is None:
+            return None
+        salt = cache_secret_salt(token_url, self.client_id)
+        derived = _DERIVED.get(_memo_key(credential, salt))
+        if derived is None:
+            derived = await anyio.to_thread.run_sync(derive_cache_secret, credential, salt)
+        return derived
 
     def credentials(self, token_url: str) -> TokenRequestCredentials:
         """The form parameters and headers that authenticate one request to `token_url`."""
@@ -109,7 +177,7 @@ class ClientSecretPost(ClientAuthentication):
     def __init__(self, client_id: str, client_secret: str) -> None:
         super().__init__(client_id)
         self._client_secret = client_secret
-        self.cache_secret = derive_cache_secret(client_secret.encode())
+        self._cache_credential = client_secret.encode()
 
     def credentials(self, token_url: str) -> TokenRequestCredentials:
         return TokenRequestCredentials(
@@ -125,7 +193,7 @@ class ClientSecretBasic(ClientAuthentication):
 
     def __init__(self, client_id: str, client_secret: str) -> None:
         super().__init__(client_id)
-        self.cache_secret = derive_cache_secret(client_secret.encode())
+        self._cache_credential = client_secret.encode()
         # RFC 6749 §2.3.1: each is form-urlencoded before they are joined and encoded.
         pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
         credential = base64.b64encode(pair.encode()).decode("ascii")
@@ -157,7 +225,7 @@ class PrivateKeyJWT(ClientAuthentication):
     ) -> None:
         super().__init__(client_id)
         self._key = load_private_key(private_key)
-        self.cache_secret = derive_cache_secret(self._key.as_bytes(private=True))
+        self._cache_credential = self._key.as_bytes(private=True)
         allowed = _ALGORITHMS[self._key.key_type]
         # A JWK may say which algorithm it is for; otherwise its type's default.
         declared = self._key.get("alg")

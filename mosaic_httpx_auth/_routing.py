@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 import httpx
 
 from ._exceptions import ConfigurationError, InsecureTransportError
-from ._security import allows_credentials, foreign_host, insecure_transport, origin_text
+from ._security import (
+    allows_credentials,
+    foreign_host,
+    insecure_transport,
+    origin_text,
+    refuse_proxy_in_clear,
+)
 from ._urls import absolute_url
 
 if TYPE_CHECKING:
@@ -133,6 +139,7 @@ def _for_tokens(url: httpx.URL, setting: str) -> httpx.URL:
     """`url`, which bearer tokens may travel to; else an error naming `setting`."""
     if not allows_credentials(url):
         raise insecure_transport(url, "bearer tokens", setting=setting)
+    refuse_proxy_in_clear(url, "bearer tokens", setting=setting)
     return url
 
 

@@ -4,6 +4,7 @@ HTTP to this machine only."""
 from __future__ import annotations
 
 import ipaddress
+import urllib.request
 from typing import TYPE_CHECKING
 
 from ._exceptions import InsecureTransportError
@@ -25,6 +26,29 @@ def is_loopback(host: str) -> bool:
 def allows_credentials(url: httpx.URL) -> bool:
     """Whether credentials may travel to `url`: HTTPS anywhere, plain HTTP to loopback only."""
     return url.scheme == "https" or (url.scheme == "http" and is_loopback(url.host))
+
+
+def refuse_proxy_in_clear(url: httpx.URL, what: str, *, setting: str) -> None:
+    """Raise if a client that trusts the environment, as httpx's do by default, would send
+    `what` to plain-HTTP `url` through a proxy: in clear to the proxy, which would reach its
+    own loopback, not this machine's. HTTPS crosses a proxy sealed (``CONNECT``)."""
+    if url.scheme != "http":
+        return
+    proxies = urllib.request.getproxies_environment()
+    variable = next((name for name in ("http", "all") if proxies.get(name)), None)
+    if variable is None:
+        return
+    host, port = url.host.lower(), url.port
+    exempt = {host, f"[{host}]", f"{host}:{port}", f"[{host}]:{port}", "*"}
+    if any(entry.strip().lower() in exempt for entry in proxies.get("no", "").split(",")):
+        return
+    raise InsecureTransportError(
+        f"refusing to send {what} to {origin_text(url)}: {variable.upper()}_PROXY names a "
+        f"proxy and NO_PROXY does not exempt {host}, so an HTTP client that trusts the "
+        f"environment (httpx's default) would send them through it in clear. Add {host} to "
+        "NO_PROXY",
+        setting=setting,
+    )
 
 
 def foreign_host(url: httpx.URL) -> InsecureTransportError:

@@ -1,15 +1,18 @@
 """How a shared cache names a token's entry and seals its value.
 
 A name is a prefix and a digest of the token URL, client id and resource, keyed with the
-client's credential (`CacheKey.credential`): it shows none of them, and two clients with the
-same id and different credentials never share an entry. (A client authenticated by a TLS
-certificate has no credential in the process: its names are unkeyed digests.) Its two keys
-(the token and the lease) share a Redis Cluster hash tag, so that one script can use both.
+secret that scrypt derives from the client's credential, salted with the token URL and client
+id (`CacheKey.credential`, `derive_cache_secret`): it shows none of them, two clients with the
+same id and different credentials never share an entry, and whoever reads Redis pays a
+derivation for each guess at the credential, which serves one deployment only. (A client
+authenticated by a TLS certificate has no credential in the process: its names are unkeyed
+digests.) Its two keys (the token and the lease) share a Redis Cluster hash tag, so that one
+script can use both.
 
 A value is ``<token id>.<JWE>``. The token id (a truncated SHA-256 of the token) lets a
 script compare and delete the entry holding one token without reading it; the JWE repeats it,
 so that it cannot be changed. The JWE (``dir``,
-``A256GCM``) is encrypted with a key derived from the credential, or one the application gives,
+``A256GCM``) is encrypted with a key derived from that secret, or one the application gives,
 and names the entry in its protected header, so a value copied to another entry, or sealed with
 another key, does not open.
 """

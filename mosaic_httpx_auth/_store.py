@@ -177,7 +177,7 @@ class TokenStore:
         refusal = self._states.refused(resource, token, place)
         if refusal is Refusal.DROPPED and self._cache is not None:
             # Only once per token, not once per request that carried it.
-            await self._shared(self._cache.discard, self._key(resource), token)
+            await self._shared(self._cache.discard, await self._key(resource), token)
         return refusal is not Refusal.KEPT
 
     async def aclose(self) -> None:
@@ -225,7 +225,7 @@ class TokenStore:
     async def _through_cache(self, cache: TokenCache, flight: Flight) -> AccessToken | None:
         """A token for `flight`: `cache`'s if it has a good one, else the endpoint's, fetched
         for everybody while this process holds the entry's lease."""
-        key = self._key(flight.resource)
+        key = await self._key(flight.resource)
         token, lease = await self._claim(flight, cache, key)
         if token is not None:
             return token
@@ -427,11 +427,8 @@ class TokenStore:
         else:
             logger.debug("the shared token cache still fails: %s", error)
 
-    def _key(self, resource: str | None) -> CacheKey:
+    async def _key(self, resource: str | None) -> CacheKey:
         endpoint = self._endpoint
-        return CacheKey(
-            endpoint.token_url,
-            endpoint.client_id,
-            resource,
-            credential=endpoint.client_auth.cache_secret,
-        )
+        # The first in the process takes a worker thread tens of milliseconds.
+        credential = await endpoint.client_auth.cache_secret(endpoint.token_url)
+        return CacheKey(endpoint.token_url, endpoint.client_id, resource, credential=credential)

@@ -126,10 +126,11 @@ class RedisTokenCache:
         client: The Redis client to use.
         prefix: Put before every key this cache writes.
         encryption_key: Tokens are stored as JWE (``dir``, ``A256GCM``). By default each
-            client's key is derived from its secret or private key, which every process of
-            the fleet has already. Give 32 random bytes or a joserfc ``OctKey`` instead (needed
-            with ``tls_client_auth``), or a list of them to rotate keys: the first seals, all
-            open. Such a key is a credential: keep it as you keep the client secret.
+            client's key is derived (by scrypt, once per process) from its secret or private
+            key, which every process of the fleet has already. Give 32 random bytes or a
+            joserfc ``OctKey`` instead (needed with ``tls_client_auth``), or a list of them to
+            rotate keys: the first seals, all open. Such a key is a credential: keep it as you
+            keep the client secret.
         lease: Seconds a process may hold the right to fetch a token for the fleet. The
             others wait for its token at most this long if it dies mid-fetch.
         timeout: Seconds each Redis call may take, connecting included. Past it Redis is

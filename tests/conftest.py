@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+import threading
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mosaic_httpx_auth import _client_auth
 from mosaic_httpx_auth.testing import MosaicEmulator
 
 from .helpers import RISK, FakeClock, FakeMosaic
@@ -52,6 +55,22 @@ def mosaic_url(emulator: MosaicEmulator) -> Iterator[str]:
     """`emulator`, served on 127.0.0.1."""
     with emulator.serve() as url:
         yield url
+
+
+@pytest.fixture
+def derivations(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
+    """The thread of each scrypt derivation from here on, as if this process had derived
+    no key before."""
+    monkeypatch.setattr(_client_auth, "_DERIVED", {})
+    threads: list[threading.Thread] = []
+    scrypt = hashlib.scrypt
+
+    def spy(*args: Any, **kwargs: Any) -> bytes:
+        threads.append(threading.current_thread())
+        return scrypt(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", spy)
+    return threads
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -13,7 +15,14 @@ from joserfc.jwk import OctKey
 
 from mosaic_httpx_auth import AccessToken, CacheKey, MosaicAuth, TokenCache
 from mosaic_httpx_auth._cache import CacheLease
-from mosaic_httpx_auth._client_auth import ClientSecretPost, derive_cache_secret
+from mosaic_httpx_auth._client_auth import (
+    SCRYPT_N,
+    SCRYPT_P,
+    SCRYPT_R,
+    ClientSecretPost,
+    cache_secret_salt,
+    derive_cache_secret,
+)
 from mosaic_httpx_auth._endpoint import TokenEndpoint
 from mosaic_httpx_auth._retry import RetryPolicy
 from mosaic_httpx_auth._store import TokenStore
@@ -39,8 +48,19 @@ _serial = itertools.count(1)
 
 def cache_key(resource: str | None) -> CacheKey:
     """The shared cache's key for the test client's token for `resource`."""
-    credential = derive_cache_secret(CLIENT_SECRET.encode())
+    salt = cache_secret_salt(TOKEN_URL, CLIENT_ID)
+    credential = derive_cache_secret(CLIENT_SECRET.encode(), salt)
     return CacheKey(TOKEN_URL, CLIENT_ID, resource, credential=credential)
+
+
+def scrypt_of(
+    credential: bytes, *, token_url: str = TOKEN_URL, client_id: str = CLIENT_ID
+) -> bytes:
+    """What a shared cache's keys are derived from, computed as the documentation says:
+    scrypt of `credential` at the named cost, salted with a label, the token URL and the
+    client id."""
+    salt = json.dumps(["mosaic-httpx-auth shared token cache", token_url, client_id]).encode()
+    return hashlib.scrypt(credential, salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
 
 
 async def cached_token(cache: TokenCache, resource: str | None) -> AccessToken | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -22,9 +25,23 @@ from mosaic_httpx_auth import (
     generate_signing_key,
 )
 from mosaic_httpx_auth._cli import main
-from mosaic_httpx_auth._client_auth import client_authentication, load_private_key
+from mosaic_httpx_auth._client_auth import (
+    cache_secret_salt,
+    client_authentication,
+    derive_cache_secret,
+    load_private_key,
+)
 
-from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, START, FakeClock, make_jwt
+from .helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    RISK,
+    START,
+    TOKEN_URL,
+    FakeClock,
+    make_jwt,
+    scrypt_of,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -326,3 +343,64 @@ def test_a_signing_algorithm_contradicting_the_jwks_alg_names_both() -> None:
             clock=time.time,
         )
     assert caught.value.setting == "signing_algorithm"
+
+
+def test_the_cache_secret_is_scrypt_salted_with_the_token_url_and_client_id() -> None:
+    """A shared cache's key material is scrypt of the credential at the named cost, salted
+    with the token URL and client id: the same from the same inputs, another under another
+    client or token URL, and not what the former fast, unsalted HMAC gave."""
+    secret = b"abcd"
+    derived = derive_cache_secret(secret, cache_secret_salt(TOKEN_URL, CLIENT_ID))
+    assert derived == scrypt_of(secret)
+    assert derive_cache_secret(secret, cache_secret_salt(TOKEN_URL, CLIENT_ID)) == derived
+    others = {
+        derive_cache_secret(secret, cache_secret_salt(TOKEN_URL, "client-id-2")),
+        derive_cache_secret(secret, cache_secret_salt("https://other.example/token", CLIENT_ID)),
+        hmac.digest(b"mosaic-httpx-auth shared token cache", secret, "sha256"),
+    }
+    assert len(others) == 3
+    assert derived not in others
+
+
+@pytest.mark.parametrize(
+    ("options", "credential"),
+    [
+        ({"client_secret": CLIENT_SECRET}, CLIENT_SECRET.encode()),
+        (
+            {"client_secret": CLIENT_SECRET, "client_auth": "client_secret_basic"},
+            CLIENT_SECRET.encode(),
+        ),
+        (
+            {"private_key": RSA.private_key_pem},
+            load_private_key(RSA.private_key_pem).as_bytes(private=True),
+        ),
+        ({"client_auth": "tls_client_auth", "http_client": httpx.AsyncClient()}, None),
+    ],
+)
+async def test_each_method_derives_the_cache_secret_from_its_credential(
+    options: dict[str, Any], credential: bytes | None
+) -> None:
+    """A client secret, or a private key's bytes, is what the cache secret comes from; a TLS
+    client certificate leaves none in the process."""
+    auth = MosaicAuth(CLIENT_ID, **options)
+    authentication = auth._endpoint.client_auth
+    assert authentication.credential_in_process is (credential is not None)
+    expected = None if credential is None else scrypt_of(credential, token_url=auth.token_url)
+    assert await authentication.cache_secret(auth.token_url) == expected
+
+
+def test_a_forked_child_derives_though_its_parent_was_deriving() -> None:
+    """A process forked while another of its threads derived a cache secret (holding the
+    lock that makes concurrent first uses wait) derives its own, rather than wait forever."""
+    script = """
+import os, signal
+from mosaic_httpx_auth import _client_auth
+_client_auth._DERIVING.acquire()  # as a derivation on another thread holds it
+if os.fork() == 0:
+    signal.alarm(20)  # a child that waits forever ends all the same, and fails
+    _client_auth.derive_cache_secret(b"secret", b"salt")
+    os._exit(0)
+_, status = os.wait()
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+    subprocess.run([sys.executable, "-c", script], timeout=30, check=True)  # noqa: S603

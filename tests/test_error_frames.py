@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.to_thread
@@ -139,7 +139,7 @@ def _auth(method: str, token_url: str, base_url: str) -> MosaicAuth:
     }
     if method == "private_key_jwt":
         return MosaicAuth(CLIENT_ID, private_key=PRIVATE_KEY, **settings)
-    return MosaicAuth(CLIENT_ID, CLIENT_SECRET, client_auth=method, **settings)
+    return MosaicAuth(CLIENT_ID, CLIENT_SECRET, client_auth=cast("Any", method), **settings)
 
 
 def _secrets(assertions: list[str]) -> set[str]:
@@ -147,7 +147,12 @@ def _secrets(assertions: list[str]) -> set[str]:
     server or a library may write them in."""
     basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
     private = RSAKey.import_key(PRIVATE_KEY).as_dict(private=True)
-    forms = {*secret_forms(CLIENT_SECRET), *secret_forms(basic), private["d"], private["p"]}
+    forms = {
+        *secret_forms(CLIENT_SECRET),
+        *secret_forms(basic),
+        str(private["d"]),
+        str(private["p"]),
+    }
     forms.add(PRIVATE_KEY.decode().splitlines()[1])  # a line of the PEM
     for assertion in assertions:
         forms.update(secret_forms(assertion))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+import json
 import logging
 import os
 import socket
@@ -36,7 +37,7 @@ from mosaic_httpx_auth import (
     TokenCacheError,
     TokenRequestError,
 )
-from mosaic_httpx_auth._shared_entries import _REGISTRY
+from mosaic_httpx_auth._shared_entries import _REGISTRY, _key_id
 from mosaic_httpx_auth.redis import RedisTokenCache
 
 from .helpers import (
@@ -48,6 +49,7 @@ from .helpers import (
     FakeMosaic,
     cache_key,
     make_jwt,
+    scrypt_of,
 )
 
 if TYPE_CHECKING:
@@ -229,6 +231,37 @@ async def test_the_default_key_is_derived_from_the_credential(
     another = OctKey.import_key(hmac.digest(os.urandom(32), b"token encryption", "sha256"))
     with pytest.raises(JoseError):
         jwe.decrypt_compact(sealed, another, registry=_REGISTRY)
+
+
+async def test_an_entry_is_named_and_sealed_with_what_scrypt_derives_from_the_secret(
+    mosaic: FakeMosaic, redis_url: str, redis_server: RedisServer
+) -> None:
+    """A MosaicAuth's entry is named and sealed with what scrypt derives from its secret,
+    salted with the token URL and client id: not with the former fast, unsalted HMAC of the
+    secret, against which whoever reads Redis could try a guess in a microsecond."""
+    auth = mosaic.auth(cache=RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE))
+    token = await auth.get_token(RISK)
+    value = redis_server.dump().split(b"\n")[-1].decode()
+    sealed = value.partition(".")[2]
+    header = json.loads(base64.urlsafe_b64decode(sealed.split(".")[0] + "=="))
+
+    def entry(material: bytes) -> str:
+        message = json.dumps([TOKEN_URL, CLIENT_ID, RISK]).encode()
+        return f"mosaic-httpx-auth:{{{hmac.digest(material, message, 'sha256')[:16].hex()}}}:token"
+
+    def sealing_key(material: bytes) -> OctKey:
+        return OctKey.import_key(hmac.digest(material, b"token encryption", "sha256"))
+
+    derived = scrypt_of(CLIENT_SECRET.encode())
+    assert keys(redis_server) == [entry(derived)]
+    assert header["kid"] == _key_id(sealing_key(derived))
+    opened = jwe.decrypt_compact(sealed, sealing_key(derived), registry=_REGISTRY).plaintext
+    assert token.token.encode() in (opened or b"")
+    former = hmac.digest(b"mosaic-httpx-auth shared token cache", CLIENT_SECRET.encode(), "sha256")
+    assert entry(former) != entry(derived)
+    assert header["kid"] != _key_id(sealing_key(former))
+    with pytest.raises(JoseError):
+        jwe.decrypt_compact(sealed, sealing_key(former), registry=_REGISTRY)
 
 
 async def test_no_part_of_an_encryption_key_is_stored(

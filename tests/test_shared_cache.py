@@ -7,6 +7,7 @@ by hand plays another process. Redis itself is in test_redis_cache.py and test_f
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 import anyio
@@ -29,6 +30,7 @@ from mosaic_httpx_auth._telemetry import Telemetry
 from .helpers import (
     CLIENT_ID,
     RISK,
+    VERIFY,
     FakeClock,
     FakeMosaic,
     cache_key,
@@ -181,6 +183,41 @@ async def test_clients_with_one_id_and_different_secrets_never_share(mosaic: Fak
     )
     assert await other.get_token() != mine
     assert mosaic.token_requests[None] == 2
+
+
+async def test_sharers_derive_the_key_of_a_credential_once_per_process(
+    mosaic: FakeMosaic, derivations: list[threading.Thread]
+) -> None:
+    """Several MosaicAuth with the same credentials, each with many concurrent first requests
+    for two resources, derive their shared cache's key from the secret once between them,
+    at the first request rather than when they are built."""
+    cache = MemoryTokenCache()
+    auths = [mosaic.auth(cache=cache) for _ in range(3)]
+    assert derivations == []
+    async with anyio.create_task_group() as tasks:
+        for auth in auths:
+            for resource in [RISK, VERIFY] * 10:
+                tasks.start_soon(auth.get_token, resource)
+    assert len(derivations) == 1
+    assert mosaic.token_requests == {RISK: 1, VERIFY: 1}
+
+
+async def test_the_key_is_derived_off_the_event_loop(
+    mosaic: FakeMosaic, derivations: list[threading.Thread]
+) -> None:
+    """The derivation, tens of milliseconds of work, runs on a worker thread, never on the
+    thread of the event loop that needs it."""
+    await mosaic.auth(cache=MemoryTokenCache()).get_token(RISK)
+    assert len(derivations) == 1
+    assert derivations[0] is not threading.current_thread()
+
+
+async def test_without_a_cache_no_key_is_derived(
+    mosaic: FakeMosaic, derivations: list[threading.Thread]
+) -> None:
+    """A MosaicAuth that shares no cache never pays for the derivation."""
+    await mosaic.auth().get_token(RISK)
+    assert derivations == []
 
 
 def test_something_that_is_not_a_token_cache_is_refused() -> None:

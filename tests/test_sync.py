@@ -22,6 +22,7 @@ import pytest
 
 from mosaic_httpx_auth import (
     AccessToken,
+    MemoryTokenCache,
     MosaicAuth,
     TokenRequestError,
     UnsupportedClientError,
@@ -104,6 +105,27 @@ def test_fifty_threads_on_a_cold_cache_make_one_token_request(
     """A pool of 50 workers starting at once on a cold cache shares one token request."""
     assert in_threads(risk_call(auth, mosaic_url)) == [200] * WORKERS
     assert emulator.token_requests == {RISK: 1}
+
+
+def test_sync_requests_derive_a_shared_caches_key_once_off_every_event_loop(
+    client: RegisteredClient,
+    mosaic_url: str,
+    clock: FakeClock,
+    emulator: MosaicEmulator,
+    derivations: list[threading.Thread],
+) -> None:
+    """Fifty threads on a cold shared cache derive its key from the secret once, on a worker
+    thread: neither on the auth's event loop thread nor on a caller's."""
+    cache = MemoryTokenCache()
+    secret = client.client_secret
+    with served_auth(
+        mosaic_url, client.client_id, secret, resource=RISK, clock=clock, cache=cache
+    ) as auth:
+        assert in_threads(risk_call(auth, mosaic_url)) == [200] * WORKERS
+    assert emulator.token_requests == {RISK: 1}
+    [thread] = derivations
+    assert thread.name != "mosaic-httpx-auth tokens"
+    assert not thread.name.startswith("ThreadPoolExecutor")
 
 
 def test_a_revocation_under_threads_is_recovered_once(

@@ -206,9 +206,72 @@ def test_a_token_endpoint_on_this_machine_is_never_reached_through_a_proxy(
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
         for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
             monkeypatch.delenv(name, raising=False)
+        # The API on HTTPS, which crosses a proxy sealed: only the token endpoint is local.
         with MosaicAuth(
-            client.client_id, client.client_secret, base_url=url, timeout=1, max_attempts=1
+            client.client_id,
+            client.client_secret,
+            token_url=f"{url}/oidc/token",
+            base_url="https://api.transmitsecurity.io",
+            timeout=1,
+            max_attempts=1,
         ) as auth:
             assert auth.get_token_sync(timeout=2).token
         with pytest.raises(BlockingIOError):
             proxy.accept()
+
+
+@pytest.fixture
+def proxy_in_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """HTTP_PROXY names a proxy (never connected to), and nothing else about proxies is set."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("settings", "setting"),
+    [
+        ({"base_url": "http://127.0.0.1:8000"}, "base_url"),
+        ({"base_url": "http://[::1]:8000"}, "base_url"),
+        ({"resources": {"http://localhost:8000/risk": RISK}}, "resources"),
+        ({"token_url": "http://127.0.0.1:8000/oidc/token", "http_client": "own"}, "token_url"),
+    ],
+)
+def test_a_plain_http_url_an_environment_proxy_would_carry_is_refused(
+    proxy_in_environment: pytest.MonkeyPatch, settings: dict[str, Any], setting: str
+) -> None:
+    """A loopback URL over plain HTTP that the environment's proxy would carry (httpx trusts
+    the environment by default) is refused: the token or secret would cross it in clear."""
+    if settings.get("http_client") == "own":
+        settings = {**settings, "http_client": httpx.AsyncClient()}
+    with pytest.raises(InsecureTransportError, match="HTTP_PROXY names a proxy") as caught:
+        MosaicAuth(CLIENT_ID, CLIENT_SECRET, **settings)
+    assert caught.value.setting == setting
+    assert "NO_PROXY" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "settings"),
+    [
+        ("127.0.0.1", {"base_url": "http://127.0.0.1:8000"}),
+        ("localhost,127.0.0.1:8000", {"base_url": "http://127.0.0.1:8000"}),
+        ("[::1]", {"base_url": "http://[::1]:8000"}),
+        ("*", {"base_url": "http://localhost:8000"}),
+        # HTTPS crosses a proxy sealed; the library's own token client goes direct.
+        ("", {"base_url": "https://api.transmitsecurity.io"}),
+        (
+            "",
+            {
+                "token_url": "http://127.0.0.1:8000/oidc/token",
+                "base_url": "https://api.transmitsecurity.io",
+            },
+        ),
+    ],
+)
+def test_a_url_the_proxy_would_not_see_in_clear_is_accepted(
+    proxy_in_environment: pytest.MonkeyPatch, no_proxy: str, settings: dict[str, Any]
+) -> None:
+    """NO_PROXY exempting the host, HTTPS, or the library's own token client: accepted."""
+    proxy_in_environment.setenv("NO_PROXY", no_proxy)
+    assert "MosaicAuth" in repr(MosaicAuth(CLIENT_ID, CLIENT_SECRET, **settings))
