@@ -296,6 +296,8 @@ class MosaicAuth(httpx.Auth):
             f"{request.method} {request.url.copy_with(query=None, username=None, password=None)}",
         )
         refused = token
+        # Should no token come, the error names this request: not with a token on it.
+        del request.headers["Authorization"]
         token = yield _TokenNeeded(resource, request, self._deadline(request), refused)
         self._authorized(request, token)
         response = yield request

@@ -65,24 +65,47 @@ class TokenRequestCredentials:
 
 
 def secret_forms(value: str) -> tuple[str, ...]:
-    """`value` and the forms a server may echo it in: form-urlencoded, percent-encoded,
-    JSON-escaped, HTML-escaped, and base64 or base64url (padded or not)."""
-    raw = value.encode()
-    forms = (
+    """`value` and the forms a server may echo it in: form-urlencoded, percent-encoded (once
+    or twice), JSON-escaped, HTML-escaped (entities by name or number), and base64 or
+    base64url, alone or inside a longer encoded text (the whole form body, say)."""
+    texts = (
         value,
         quote_plus(value),
         quote(value),
         quote(value, safe=""),
+        quote(quote(value, safe=""), safe=""),
         json.dumps(value)[1:-1],
         json.dumps(value, ensure_ascii=False)[1:-1],
         html.escape(value),
         html.escape(value, quote=False),
-        base64.b64encode(raw).decode(),
-        base64.urlsafe_b64encode(raw).decode(),
-        base64.urlsafe_b64encode(raw).decode().rstrip("="),
-        base64.b64encode(raw).decode().rstrip("="),
+        # Numeric character references, as some templates escape every sign.
+        "".join(char if char.isalnum() else f"&#x{ord(char):x};" for char in value),
+        "".join(char if char.isalnum() else f"&#{ord(char)};" for char in value),
     )
-    return tuple(dict.fromkeys(forms))
+    # Base64 of the raw secret, or of the form body that carried it urlencoded.
+    encoded = (form for text in texts[:3] for form in _base64_forms(text.encode()))
+    return tuple(dict.fromkeys((*texts, *encoded)))
+
+
+# A base64 run shorter than this could turn up in unrelated text: not redacted on its own.
+_MIN_BASE64_RUN = 8
+
+
+def _base64_forms(raw: bytes) -> list[str]:
+    """`raw` in base64 and base64url, padded or not; and, for `raw` inside a longer text that
+    was encoded whole, the characters that `raw` alone decides at each of the three places it
+    can fall in a 3-byte group (those at its edges mix in its neighbours' bits)."""
+    alone = base64.b64encode(raw).decode()
+    forms = [alone, alone.rstrip("=")]
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + raw).decode()
+        inner = encoded[-(-offset * 4 // 3) : (offset + len(raw)) // 3 * 4]
+        if len(inner) >= _MIN_BASE64_RUN:
+            forms.append(inner)
+    return [*forms, *(form.translate(_URLSAFE) for form in forms)]
+
+
+_URLSAFE = str.maketrans("+/", "-_")
 
 
 # scrypt's cost (RFC 7914): n * r * 128 bytes, 16 MiB, and tens of milliseconds of a core per

@@ -18,6 +18,7 @@ from anyio.lowlevel import RunVar
 
 from ._exceptions import TokenRequestError, TokenResponseError
 from ._retry import RetryPolicy, causes, retry_after_seconds
+from ._scrubbing import detached, forget_frames, without_secrets
 from ._security import is_loopback
 from ._services import for_resource
 from ._token import AccessToken, unverified_claims
@@ -84,7 +85,17 @@ class TokenEndpoint:
         try:
             return await self._exchange(resource, credentials, on_sent)
         except Exception as error:
-            failure = _scrubbed(error, credentials.secrets)
+            # The place of an error no one expected (a bug, an application transport's) is
+            # kept as text: someone will need it.
+            expected = (TokenRequestError, TimeoutError, self._http.HTTPError)
+            failure = detached(
+                error, credentials.secrets, with_places=not isinstance(error, expected)
+            )
+        except BaseException as error:
+            # A cancellation, Ctrl+C: it travels as itself, without the frames it came through.
+            forget_frames(error)
+            del credentials
+            raise
         # This frame goes with the error, and none of its locals may hold a credential.
         del credentials
         raise failure
@@ -198,28 +209,6 @@ class TokenEndpoint:
             resource=resource,
             retry_after=retry_after,
         )
-
-
-def _scrubbed(error: Exception, secrets: tuple[str, ...]) -> Exception:
-    """`error`, and what it was raised from or during, as an error tracker may keep them:
-    without their frames, with the secret redacted from their words, and without any other
-    object they hold (the request, its headers and body): their type and words stay."""
-    for current in causes(error):
-        current.__traceback__ = None
-        # One chain, through causes: a context hidden behind a cause is not shown anyway.
-        current.__cause__ = current.__cause__ or current.__context__
-        current.__context__ = None
-        current.args = tuple(
-            _without_secrets(arg, secrets) if isinstance(arg, str) else arg for arg in current.args
-        )
-        for name, value in getattr(current, "__dict__", {}).items():
-            if isinstance(value, str):
-                setattr(current, name, _without_secrets(value, secrets))
-            elif name == "__notes__" and isinstance(value, list):
-                value[:] = [_without_secrets(str(note), secrets) for note in value]
-            elif not isinstance(value, (int, float, type(None))):
-                setattr(current, name, None)
-    return error
 
 
 def _unreachable_because(error: httpx.HTTPError) -> str:
@@ -410,15 +399,4 @@ def _redacted(text: str | None, secrets: tuple[str, ...]) -> str | None:
     if text is None:
         return None
     # Cut after redacting, so that a secret cut in half cannot slip through.
-    return _without_secrets(text, secrets)[:_MAX_ERROR_TEXT]
-
-
-def _without_secrets(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with each of `secrets` in it replaced by ``[secret]``."""
-    # Longest first, so that a form containing another is redacted whole; and ignoring case,
-    # as a server may re-encode ``%2B`` as ``%2b``.
-    forms = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-    if not forms:
-        return text
-    pattern = "|".join(re.escape(form) for form in forms)
-    return re.sub(pattern, "[secret]", text, flags=re.IGNORECASE)
+    return without_secrets(text, secrets)[:_MAX_ERROR_TEXT]

@@ -34,12 +34,18 @@ def refuse_proxy_in_clear(url: httpx.URL, what: str, *, setting: str) -> None:
     own loopback, not this machine's. HTTPS crosses a proxy sealed (``CONNECT``)."""
     if url.scheme != "http":
         return
-    proxies = urllib.request.getproxies_environment()
+    # As httpx reads them: the environment, else the system's settings (macOS, Windows).
+    proxies = urllib.request.getproxies()
     variable = next((name for name in ("http", "all") if proxies.get(name)), None)
     if variable is None:
         return
     host, port = url.host.lower(), url.port
-    exempt = {host, f"[{host}]", f"{host}:{port}", f"[{host}]:{port}", "*"}
+    # An IPv6 address with a port only in brackets: httpx reads ``::1:8000`` as another one.
+    exempt = {
+        "*",
+        host,
+        *([f"[{host}]", f"[{host}]:{port}"] if ":" in host else [f"{host}:{port}"]),
+    }
     if any(entry.strip().lower() in exempt for entry in proxies.get("no", "").split(",")):
         return
     raise InsecureTransportError(

@@ -312,6 +312,26 @@ ODD_SECRET = 'a+b&c/d=e f"g'
             lambda request: base64.urlsafe_b64encode(ODD_SECRET.encode()).decode().rstrip("="),
             id="post-base64url",
         ),
+        pytest.param(
+            ClientSecretPost,
+            lambda request: quote(quote(ODD_SECRET, safe=""), safe=""),
+            id="post-percent-twice",
+        ),
+        pytest.param(
+            ClientSecretPost,
+            lambda request: "".join(c if c.isalnum() else f"&#x{ord(c):X};" for c in ODD_SECRET),
+            id="post-html-numeric",
+        ),
+        pytest.param(
+            ClientSecretPost,
+            lambda request: base64.b64encode(b"=" + quote_plus(ODD_SECRET).encode()).decode(),
+            id="post-form-base64-shifted",
+        ),
+        pytest.param(
+            ClientSecretPost,
+            lambda request: base64.urlsafe_b64encode(b"x=" + ODD_SECRET.encode()).decode(),
+            id="post-base64url-shifted",
+        ),
         pytest.param(ClientSecretBasic, lambda request: ODD_SECRET, id="basic-raw"),
         pytest.param(ClientSecretBasic, lambda request: quote_plus(ODD_SECRET), id="basic-form"),
         pytest.param(

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import socket
 import ssl
+import sys
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,13 +27,18 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from mosaic_httpx_auth import MosaicAuth, TokenRequestError, generate_signing_key
-from mosaic_httpx_auth._client_auth import PrivateKeyJWT, secret_forms
+from mosaic_httpx_auth._client_auth import ClientSecretPost, PrivateKeyJWT, secret_forms
+from mosaic_httpx_auth._endpoint import TokenEndpoint
+from mosaic_httpx_auth._retry import causes
 from mosaic_httpx_auth.testing._tls import write_server_certificate
 
-from .helpers import CLIENT_ID, CLIENT_SECRET
+from .helpers import CLIENT_ID, CLIENT_SECRET, make_jwt
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
@@ -198,6 +206,12 @@ def reachable_text(error: BaseException) -> Iterator[str]:
         pending += [(item, depth + 1) for item in inside]
 
 
+def leaks(error: BaseException, secrets: set[str]) -> set[str]:
+    """Which of `secrets` can be reached from `error`. (Called before an ``assert``: pytest's
+    rewritten asserts keep their operands in the test's frame, which the error carries.)"""
+    return {secret for text in reachable_text(error) for secret in secrets if secret in text}
+
+
 async def _caller_error(api: str, auth: MosaicAuth, base_url: str) -> TokenRequestError:
     """The error the caller gets, asking for a token as `api` says."""
 
@@ -255,8 +269,7 @@ async def test_no_secret_is_reachable_from_a_token_request_failure(
 
     if method == "private_key_jwt" and failure not in ("refused", "unresolvable"):
         assert assertions  # the request was signed: its assertion is searched for too
-    secrets = _secrets(assertions)
-    leaked = {secret for text in reachable_text(error) for secret in secrets if secret in text}
+    leaked = leaks(error, _secrets(assertions))
     assert not leaked, f"{failure} / {method} / {api}: the error reaches {sorted(leaked)}"
 
 
@@ -277,3 +290,148 @@ def test_the_search_finds_a_secret_in_a_frame_of_a_cause() -> None:
         raise AssertionError  # pragma: no cover
 
     assert any(CLIENT_SECRET in text for text in reachable_text(fetch()))
+
+
+def _app_client(transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=transport, timeout=NO_POOL_DEADLINE)
+
+
+class FailingTransport(httpx.AsyncBaseTransport):
+    """An application's transport that fails every request with what `fail` raises."""
+
+    def __init__(self, fail: Callable[[httpx.Request], BaseException]) -> None:
+        self.fail = fail
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise self.fail(request)
+
+
+@dataclasses.dataclass(frozen=True)
+class CircuitOpen(Exception):
+    """A frozen exception, as attrs or dataclasses make them: it takes no new attribute."""
+
+    service: str
+
+
+class UpstreamError(Exception):
+    """An exception carrying the request's parts as arguments, as some wrappers do."""
+
+
+@pytest.mark.parametrize(
+    "fail",
+    [
+        pytest.param(lambda request: CircuitOpen("mosaic"), id="frozen"),
+        pytest.param(lambda request: UpstreamError("failed", request), id="request-as-argument"),
+        pytest.param(
+            lambda request: UpstreamError("failed", dict(request.headers)), id="headers-as-argument"
+        ),
+        pytest.param(
+            lambda request: UpstreamError("failed", request.content), id="body-as-argument"
+        ),
+        pytest.param(
+            lambda request: BaseExceptionGroup("failed", [httpx.ConnectError("down")]),
+            id="group",
+        ),
+    ],
+)
+@pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])
+async def test_no_secret_is_reachable_from_an_application_transports_failure(
+    fail: Callable[[httpx.Request], BaseException], method: str
+) -> None:
+    """Whatever an application's transport raises, however it holds the request (frozen, as
+    arguments, in a group), the caller's error reaches no secret and names what failed."""
+    async with _app_client(FailingTransport(fail)) as client:
+        auth = MosaicAuth(
+            CLIENT_ID,
+            CLIENT_SECRET,
+            client_auth=cast("Any", method),
+            http_client=client,
+            max_attempts=1,
+        )
+        with pytest.raises(TokenRequestError) as caught:
+            await auth.get_token()
+    leaked = leaks(caught.value, _secrets([]))
+    assert not leaked
+    named = type(fail(httpx.Request("GET", "https://x"))).__name__
+    assert any(named in repr(error) for error in causes(caught.value))
+
+
+async def test_an_unexpected_failure_keeps_where_it_happened() -> None:
+    """A failure no one expected (a bug in a transport) reaches the caller without the frames
+    it came through, but says in a note which function raised it, and on which line."""
+
+    def a_helper_with_a_bug(request: httpx.Request) -> BaseException:
+        return KeyError("missing key")
+
+    async with _app_client(FailingTransport(a_helper_with_a_bug)) as client:
+        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=client, max_attempts=1)
+        with pytest.raises(TokenRequestError) as caught:
+            await auth.get_token()
+    cause = next(error for error in causes(caught.value) if isinstance(error, KeyError))
+    carried = [frame.f_code.co_name for frame, _ in traceback.walk_tb(cause.__traceback__)]
+    assert "handle_async_request" not in carried
+    assert "request_token" in carried  # raised again from there, with no credential left
+    assert "in handle_async_request" in "".join(getattr(cause, "__notes__", []))
+
+
+async def test_an_error_the_application_shares_is_left_as_it_was() -> None:
+    """An exception object the application's transport raises to every request (as an HTTP/2
+    connection does once it died) keeps its request and its traceback for the application."""
+    shared = httpx.ReadError("connection lost")
+    async with _app_client(FailingTransport(lambda request: shared)) as client:
+        with pytest.raises(httpx.ReadError):
+            await client.get("https://api.transmitsecurity.io/risk/v1/recommendation")
+        frames_before = shared.__traceback__
+        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=client, max_attempts=1)
+        with pytest.raises(TokenRequestError):
+            await auth.get_token()
+    assert shared.args == ("connection lost",)
+    assert shared.__traceback__ is not None
+    assert frames_before is not None
+    assert any(frame.f_locals for frame, _ in traceback.walk_tb(shared.__traceback__))
+
+
+class Interrupted(BaseException):
+    """Stands for Ctrl+C or a hook's SystemExit, which the test runner would act on."""
+
+
+async def test_an_interruption_during_a_token_request_carries_none_of_its_frames() -> None:
+    """An interruption during a token request (Ctrl+C, a hook's SystemExit, a cancellation)
+    travels as itself, without the frames that held the form."""
+
+    def interrupt() -> None:
+        raise Interrupted
+
+    endpoint = TokenEndpoint(
+        token_url="https://api.transmitsecurity.io/oidc/token",
+        client_auth=ClientSecretPost(CLIENT_ID, CLIENT_SECRET),
+        http_client=_app_client(FailingTransport(lambda request: httpx.ConnectError("x"))),
+        clock=time.time,
+    )
+    with pytest.raises(Interrupted) as caught:
+        await endpoint.request_token(None, on_sent=interrupt)
+    leaked = leaks(caught.value, _secrets([]))
+    assert not leaked
+
+
+async def test_a_refused_token_is_not_on_the_request_a_failed_retry_names() -> None:
+    """After a 401, when no new token comes, the error names the request without the refused
+    token on it: that token may still serve other APIs."""
+    token_answers = [httpx.Response(200, json={"access_token": make_jwt(exp=time.time() + 3600)})]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oidc/token":
+            if token_answers:
+                return token_answers.pop()
+            raise httpx.ConnectError("down", request=request)
+        return httpx.Response(401)
+
+    transport = httpx.MockTransport(handler)
+    async with _app_client(transport) as tokens:
+        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=tokens, max_attempts=1)
+        refused = await auth.get_token()
+        async with _app_client(transport) as api:
+            with pytest.raises(TokenRequestError) as caught:
+                await api.get("https://api.transmitsecurity.io/risk/v1/x", auth=auth)
+    assert "Authorization" not in caught.value.request.headers
+    assert not any(refused.token in text for text in reachable_text(caught.value))

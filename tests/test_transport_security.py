@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -249,6 +250,24 @@ def test_a_plain_http_url_an_environment_proxy_would_carry_is_refused(
         MosaicAuth(CLIENT_ID, CLIENT_SECRET, **settings)
     assert caught.value.setting == setting
     assert "NO_PROXY" in str(caught.value)
+
+
+def test_an_ipv6_exemption_httpx_reads_as_another_address_is_not_one(
+    proxy_in_environment: pytest.MonkeyPatch,
+) -> None:
+    """``NO_PROXY=::1:8000`` is, to httpx, the address 0:0:0:0:0:0:1:8000, not [::1] port 8000:
+    the request would go through the proxy, so the URL is refused."""
+    proxy_in_environment.setenv("NO_PROXY", "::1:8000")
+    with pytest.raises(InsecureTransportError, match="HTTP_PROXY names a proxy"):
+        MosaicAuth(CLIENT_ID, CLIENT_SECRET, base_url="http://[::1]:8000")
+
+
+def test_a_system_proxy_counts_as_the_environments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy from the system's settings (macOS, Windows), which httpx reads as it reads the
+    environment, is one too."""
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: {"http": "http://127.0.0.1:9"})
+    with pytest.raises(InsecureTransportError, match="HTTP_PROXY names a proxy"):
+        MosaicAuth(CLIENT_ID, CLIENT_SECRET, base_url="http://127.0.0.1:8000")
 
 
 @pytest.mark.parametrize(
