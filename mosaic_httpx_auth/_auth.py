@@ -156,9 +156,9 @@ class MosaicAuth(httpx.Auth):
                 setting="cache",
             )
         self.base_url, token_url = mosaic_urls(region, base_url, token_url)
-        if http_client is not None:
+        if http_client is not None and http_client.trust_env:
             # The library's own token clients reach this machine directly; the application's
-            # obeys the environment's proxies.
+            # obeys the environment's proxies, unless told not to.
             refuse_proxy_in_clear(
                 self._http.URL(token_url), "client credentials", setting="token_url"
             )

@@ -93,9 +93,10 @@ class TokenEndpoint:
             )
         except BaseException as error:
             # A cancellation, Ctrl+C: it travels as itself, without the frames it came through.
+            # (Raised below, not again here: before Python 3.11, a bare raise restores the
+            # traceback it caught.)
             forget_frames(error)
-            del credentials
-            raise
+            failure = error
         # This frame goes with the error, and none of its locals may hold a credential.
         del credentials
         raise failure

@@ -262,6 +262,21 @@ def test_an_ipv6_exemption_httpx_reads_as_another_address_is_not_one(
         MosaicAuth(CLIENT_ID, CLIENT_SECRET, base_url="http://[::1]:8000")
 
 
+def test_an_http_client_that_ignores_the_environment_is_not_refused(
+    proxy_in_environment: pytest.MonkeyPatch,
+) -> None:
+    """An `http_client` built with ``trust_env=False`` takes no proxy from the environment:
+    its plain-HTTP loopback token URL is accepted."""
+    auth = MosaicAuth(
+        CLIENT_ID,
+        CLIENT_SECRET,
+        token_url="http://127.0.0.1:8000/oidc/token",
+        base_url="https://api.transmitsecurity.io",
+        http_client=httpx.AsyncClient(trust_env=False),
+    )
+    assert auth.token_url == "http://127.0.0.1:8000/oidc/token"
+
+
 def test_a_system_proxy_counts_as_the_environments(monkeypatch: pytest.MonkeyPatch) -> None:
     """A proxy from the system's settings (macOS, Windows), which httpx reads as it reads the
     environment, is one too."""
