@@ -22,7 +22,7 @@ from ._exceptions import (
     UnsupportedClientError,
 )
 from ._keys import SigningKeyPair, generate_signing_key
-from ._services import DEFAULT_TOKEN_URL, REGION_HOSTS, RISK_RESOURCE, VERIFY_RESOURCE
+from ._mosaic import DEFAULT_TOKEN_URL, REGION_HOSTS, RISK_RESOURCE, VERIFY_RESOURCE
 from ._telemetry import AuthEvent, AuthStats
 from ._token import AccessToken
 

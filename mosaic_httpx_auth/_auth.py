@@ -20,12 +20,12 @@ from ._client_auth import client_authentication
 from ._endpoint import TokenEndpoint
 from ._environment import EnvironmentSettings
 from ._exceptions import ConfigurationError, TokenRequestError, UnsupportedClientError
+from ._loops.tasks import loop_alive
+from ._messages import for_resource
 from ._retry import RetryPolicy
 from ._routing import ResourceRouter
 from ._security import refuse_proxy_in_clear
-from ._services import for_resource
 from ._store import TokenStore
-from ._tasks import loop_alive
 from ._telemetry import AuthEvent, Telemetry
 from ._token_states import TokenStates
 from ._urls import mosaic_urls
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ._client_auth import ClientAuthMethod, PrivateKey
-    from ._loop_thread import LoopThread
+    from ._loops.thread import LoopThread
     from ._telemetry import AuthStats
     from ._token import AccessToken
 
@@ -436,7 +436,7 @@ class MosaicAuth(httpx.Auth):
         """The auth's own event loop thread, made at the first sync call that needs it."""
         self._require_own_token_client()
         if self._loop_thread is None:
-            from ._loop_thread import LoopThread  # asyncio, which async-only users need not load
+            from ._loops.thread import LoopThread  # asyncio, which async-only users need not load
 
             with self._loop_thread_lock:
                 if self._loop_thread is None:

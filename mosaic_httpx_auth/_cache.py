@@ -33,10 +33,11 @@ class CacheKey:
     client_id: str
     resource: str | None
     credential: bytes | None = field(default=None, repr=False)
-    """32 bytes that scrypt derives from the client's secret or private key, salted with the
-    token URL and client id, once per process (`ClientAuthentication.cache_secret`): two
-    clients with the same id and different credentials never share a token. None when the
-    credential is not in this process (a TLS client certificate)."""
+    """The client's cache secret (`ClientAuthentication.cache_secret`), not its credential:
+    32 bytes that scrypt derives from the client's secret or private key, salted with the token
+    URL and client id, once per process, so that two clients with the same id and different
+    credentials never share a token. None when the credential is not in this process (a TLS
+    client certificate)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class TokenCache(Protocol):
     """
 
     lease: float
-    """Seconds a lease lasts unless its holder renews it."""
+    """How long a `CacheLease` lasts, in seconds, unless its holder renews it."""
 
     async def claim(
         self, key: CacheKey, *, passing_over: AccessToken | None
@@ -70,8 +71,8 @@ class TokenCache(Protocol):
         ...
 
     async def renew(self, key: CacheKey, lease: CacheLease) -> None:
-        """Extend `lease` by `lease` seconds from now, if it is still held: its holder is
-        still fetching."""
+        """Hold `lease` for another `self.lease` seconds from now, if it is still held: its
+        holder is still fetching."""
         ...
 
     async def store(
@@ -95,7 +96,7 @@ class MemoryTokenCache:
 
     Give one instance to every `MosaicAuth` built with the same credentials (say, one per
     short-lived client) and they make one token request per resource between them. A lease
-    lapses `lease` seconds after it was taken, by `clock`.
+    lapses `lease` seconds after it was taken or last renewed, by `clock`.
     """
 
     def __init__(
@@ -129,7 +130,7 @@ class MemoryTokenCache:
             return lease
 
     async def renew(self, key: CacheKey, lease: CacheLease) -> None:
-        """Extend `lease` by `lease` seconds from now, if it is still held."""
+        """Hold `lease` for another `self.lease` seconds from now, if it is still held."""
         with self._lock:
             held = self._leases.get(key)
             if held is not None and held[0] == lease:

@@ -24,7 +24,7 @@ from . import __version__
 from ._auth import MosaicAuth
 from ._exceptions import ConfigurationError, MosaicAuthError
 from ._keys import SIGNING_ALGORITHMS, generate_signing_key
-from ._services import RISK_RESOURCE, VERIFY_RESOURCE
+from ._mosaic import RISK_RESOURCE, VERIFY_RESOURCE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -17,10 +17,10 @@ import httpx
 from anyio.lowlevel import RunVar
 
 from ._exceptions import TokenRequestError, TokenResponseError
+from ._messages import for_resource
 from ._retry import RetryPolicy, causes, retry_after_seconds
 from ._scrubbing import detached, forget_frames, without_secrets
 from ._security import is_loopback
-from ._services import for_resource
 from ._token import AccessToken, unverified_claims
 
 if TYPE_CHECKING:

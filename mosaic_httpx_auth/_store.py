@@ -19,8 +19,8 @@ import anyio
 
 from ._cache import CacheKey, CacheLease
 from ._exceptions import MosaicAuthError, TokenRequestError
-from ._services import for_resource
-from ._tasks import current_loop, start_detached
+from ._loops.tasks import current_loop, start_detached
+from ._messages import for_resource
 from ._telemetry import AuthEvent, logger
 from ._token_states import Refusal
 
@@ -134,16 +134,18 @@ class TokenStore:
         """
         owner = current_loop()
         while True:
-            step = self._states.demand(resource, owner=owner, deadline=deadline, refused=refused)
-            if step.start is not None:
-                start_detached(self._fly, step.start)
-            if step.token is not None:
+            decision = self._states.demand(
+                resource, owner=owner, deadline=deadline, refused=refused
+            )
+            if decision.start is not None:
+                start_detached(self._fly, decision.start)
+            if decision.token is not None:
                 self._telemetry.cache_hits += 1
-                return step.token
-            if step.error is not None:
-                raise step.error
-            if step.waiter is not None:
-                token = await self._wait(step.waiter)
+                return decision.token
+            if decision.error is not None:
+                raise decision.error
+            if decision.waiter is not None:
+                token = await self._wait(decision.waiter)
                 if token is not None:
                     return token
             # The flight ended without an outcome (its event loop did first): ask again.
@@ -430,5 +432,5 @@ class TokenStore:
     async def _key(self, resource: str | None) -> CacheKey:
         endpoint = self._endpoint
         # The first in the process takes a worker thread tens of milliseconds.
-        credential = await endpoint.client_auth.cache_secret(endpoint.token_url)
-        return CacheKey(endpoint.token_url, endpoint.client_id, resource, credential=credential)
+        cache_secret = await endpoint.client_auth.cache_secret(endpoint.token_url)
+        return CacheKey(endpoint.token_url, endpoint.client_id, resource, credential=cache_secret)

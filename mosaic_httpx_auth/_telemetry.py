@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ._services import for_resource
+from ._messages import for_resource
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,9 +96,13 @@ _REPORTS: dict[EventName, tuple[str | None, int]] = {
 class Telemetry:
     """Counts, logs and forwards what the request flow, store and endpoint report.
 
-    `report` is the one place an event becomes a counter, a log line and a hook call. Cache
-    hits are no event: counted on every request's warm path, they are bumped directly, as an
-    event per request would cost every request.
+    `report` makes each event a counter, a log line and a hook call. Cache hits are no event,
+    as an event per request would cost every request: `cache_hits` is bumped directly, by the
+    request flow for a fresh token in hand (the warm path) and by the store for a token the
+    states serve without a wait (stale ones among them). Every other counter changes in
+    `report` alone. A few log lines belong to no event and are written where they arise
+    (`logger`): an unexpected failure's traceback, a wait for another process's token given
+    up, a shared cache that still fails, a Redis entry this process cannot read.
     """
 
     def __init__(self, on_event: Callable[[AuthEvent], object] | None = None) -> None:

@@ -64,10 +64,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ._completion import Completion
 from ._exceptions import TokenRequestError
+from ._loops.completion import Completion
+from ._messages import for_resource
 from ._retry import MAX_BACKOFF, is_retryable
-from ._services import for_resource
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -191,7 +191,7 @@ class Waiter:
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class Decision:
     """What `demand` tells a caller to do: serve `token`, or wait as `waiter`, or raise `error`.
 
     `start` is a flight the caller must start (without waiting for it when it is a refresh).
@@ -339,7 +339,7 @@ class TokenStates:
         owner: object,
         deadline: float | None = None,
         refused: AccessToken | None = None,
-    ) -> Step:
+    ) -> Decision:
         """A caller on `owner` (its event loop) needs a token for `resource`, by `deadline`
         (monotonic) if it has one, and other than `refused`, which an API just refused it."""
         with self._lock:
@@ -352,35 +352,35 @@ class TokenStates:
             if refused is not None and record.entry.token == refused:
                 # Still served to the other places: this caller waits for its replacement.
                 if record.flight is not None:
-                    return Step(waiter=self._join(record.flight, owner, deadline, monotonic_now))
+                    return Decision(
+                        waiter=self._join(record.flight, owner, deadline, monotonic_now)
+                    )
                 phase = Phase.BACKING_OFF if monotonic_now < record.retry_at else Phase.EMPTY
             elif phase is Phase.FRESH or phase is Phase.REFRESHING:
-                return Step(token=record.entry.token)
+                return Decision(token=record.entry.token)
             if phase is Phase.STALE:
                 record.flight = Flight(resource, "refresh", owner, starts_at=monotonic_now)
-                return Step(token=record.entry.token, start=record.flight)
+                return Decision(token=record.entry.token, start=record.flight)
             if phase is Phase.FETCHING and record.flight is not None:
-                return Step(waiter=self._join(record.flight, owner, deadline, monotonic_now))
+                return Decision(waiter=self._join(record.flight, owner, deadline, monotonic_now))
             starts_at = monotonic_now
             if phase is Phase.BACKING_OFF:
                 if now < record.entry.usable_until and record.entry.token != refused:
-                    return Step(token=record.entry.token)
+                    return Decision(token=record.entry.token)
                 error = record.error
                 if error is not None:
                     retry_in = record.retry_at - monotonic_now
                     # Only a caller without a deadline waits no longer than max_retry_after
                     # for the backoff; a Retry-After longer than that holds every caller back.
-                    capped = (deadline is None or error.retry_after) and (
-                        retry_in > self.retry.max_retry_after
-                    )
-                    if capped:
-                        return Step(error=_held_back(error, retry_in, record.failures, None))
+                    longest = self.retry.max_retry_after
+                    if (deadline is None or error.retry_after) and retry_in > longest:
+                        return Decision(error=_held_back(error, retry_in, record.failures, None))
                     if deadline is not None and record.retry_at >= deadline:
                         allowed = deadline - monotonic_now
-                        return Step(error=_held_back(error, retry_in, record.failures, allowed))
+                        return Decision(error=_held_back(error, retry_in, record.failures, allowed))
                     starts_at = record.retry_at
             flight = record.flight = Flight(resource, "fetch", owner, starts_at=starts_at)
-            return Step(waiter=self._join(flight, owner, deadline, monotonic_now), start=flight)
+            return Decision(waiter=self._join(flight, owner, deadline, monotonic_now), start=flight)
 
     def verdict(self, waiter: Waiter) -> tuple[Verdict, Completion]:
         """What `waiter`'s flight means for it now, and the signal of the flight's next change

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from ._exceptions import ConfigurationError
+from ._mosaic import DEFAULT_REGION, REGION_HOSTS, TOKEN_PATH
 from ._security import allows_credentials, insecure_transport
-from ._services import DEFAULT_REGION, REGION_HOSTS, TOKEN_PATH
 
 if TYPE_CHECKING:
     from types import ModuleType

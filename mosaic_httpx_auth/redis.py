@@ -7,7 +7,7 @@ token for the fleet, or waits for the lease holder to store one. So N processes 
 request per resource per token lifetime, across a cold start, a rollover and a revocation.
 
 Each step is one Lua script on keys that share a hash tag, so it is atomic, on Redis Cluster
-too. Tokens are stored encrypted (`_shared_entries`), under names that show no client id.
+too. Tokens are stored encrypted (`_redis_entries`), under names that show no client id.
 
 ``from_url`` needs the ``redis`` extra, coredis: it runs on asyncio and on trio alike, as
 `MosaicAuth` does. An application's own client works as well: a coredis client, or redis-py's
@@ -28,9 +28,9 @@ import anyio
 
 from ._cache import DEFAULT_LEASE, CacheLease
 from ._exceptions import ConfigurationError, TokenCacheError
-from ._loop_thread import LoopThread
-from ._shared_entries import EncryptionKey, SealedEntries, token_id
-from ._tasks import asyncio_loop, current_loop
+from ._loops.tasks import asyncio_loop, current_loop
+from ._loops.thread import LoopThread
+from ._redis_entries import EncryptionKey, SealedEntries, token_id
 from ._telemetry import logger
 
 if sys.version_info < (3, 11):
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from ._cache import CacheKey
-    from ._shared_entries import EntryNames
+    from ._redis_entries import EntryNames
     from ._token import AccessToken
 
     Evaluate = Callable[[str, list[str], list[str]], Awaitable[Any]]
@@ -237,7 +237,7 @@ class RedisTokenCache:
         await self._run(_STORE, [names.token, names.lease], [value, ttl_ms, lease.holder])
 
     async def renew(self, key: CacheKey, lease: CacheLease) -> None:
-        """Extend `lease` by `lease` seconds from now, if it is still held."""
+        """Hold `lease` for another `self.lease` seconds from now, if it is still held."""
         await self._run(_RENEW, [self._entries.names(key).lease], [lease.holder, self._lease_ms])
 
     async def release(self, key: CacheKey, lease: CacheLease) -> None:

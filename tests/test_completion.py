@@ -7,7 +7,7 @@ import asyncio
 import anyio
 import pytest
 
-from mosaic_httpx_auth._completion import Completion
+from mosaic_httpx_auth._loops.completion import Completion
 
 
 @pytest.mark.anyio

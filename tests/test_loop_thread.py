@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
-from mosaic_httpx_auth._loop_thread import LoopThread
+from mosaic_httpx_auth._loops.thread import LoopThread
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -37,7 +37,7 @@ from mosaic_httpx_auth import (
     TokenCacheError,
     TokenRequestError,
 )
-from mosaic_httpx_auth._shared_entries import _REGISTRY, _key_id
+from mosaic_httpx_auth._redis_entries import _REGISTRY, _key_id
 from mosaic_httpx_auth.redis import RedisTokenCache
 
 from .helpers import (
@@ -679,7 +679,7 @@ def test_a_forked_child_uses_the_cache_its_parent_used(redis_url: str) -> None:
     script = f"""
 import asyncio, os, sys
 from mosaic_httpx_auth import RISK_RESOURCE, VERIFY_RESOURCE
-from mosaic_httpx_auth._shared_entries import _REGISTRY
+from mosaic_httpx_auth._redis_entries import _REGISTRY
 from mosaic_httpx_auth.redis import RedisTokenCache
 from mosaic_httpx_auth.testing import MosaicEmulator
 

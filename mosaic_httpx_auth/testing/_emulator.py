@@ -16,7 +16,7 @@ import httpx
 
 from .._auth import MosaicAuth
 from .._exceptions import ConfigurationError
-from .._services import (
+from .._mosaic import (
     IDENTITY_MANAGEMENT_AUDIENCE,
     REGION_HOSTS,
     RISK_RESOURCE,

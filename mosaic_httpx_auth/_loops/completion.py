@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._tasks import asyncio_loop, current_loop
+from .tasks import asyncio_loop, current_loop
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._completion import Completion
+from .completion import Completion
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

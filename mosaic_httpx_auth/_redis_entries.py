@@ -1,20 +1,19 @@
-"""How a shared cache names a token's entry and seals its value.
+"""How `RedisTokenCache` names a token's entry in Redis and seals its value.
 
 A name is a prefix and a digest of the token URL, client id and resource, keyed with the
-secret that scrypt derives from the client's credential, salted with the token URL and client
-id (`CacheKey.credential`, `derive_cache_secret`): it shows none of them, two clients with the
-same id and different credentials never share an entry, and whoever reads Redis pays a
-derivation for each guess at the credential, which serves one deployment only. (A client
-authenticated by a TLS certificate has no credential in the process: its names are unkeyed
-digests.) Its two keys (the token and the lease) share a Redis Cluster hash tag, so that one
-script can use both.
+client's cache secret (`CacheKey.credential`: what scrypt derives from the client's
+credential, salted with the token URL and client id; `derive_cache_secret`): it shows none of
+them, two clients with the same id and different credentials never share an entry, and
+whoever reads Redis pays a derivation for each guess at the credential, which serves one
+deployment only. (A client authenticated by a TLS certificate has no credential in the
+process: its names are unkeyed digests.) Its two keys (the token and the lease) share a Redis
+Cluster hash tag, so that one script can use both.
 
 A value is ``<token id>.<JWE>``. The token id (a truncated SHA-256 of the token) lets a
 script compare and delete the entry holding one token without reading it; the JWE repeats it,
-so that it cannot be changed. The JWE (``dir``,
-``A256GCM``) is encrypted with a key derived from that secret, or one the application gives,
-and names the entry in its protected header, so a value copied to another entry, or sealed with
-another key, does not open.
+so that it cannot be changed. The JWE (``dir``, ``A256GCM``) is encrypted with a key derived
+from the cache secret, or one the application gives, and names the entry in its protected
+header, so a value copied to another entry, or sealed with another key, does not open.
 """
 
 from __future__ import annotations
@@ -62,11 +61,11 @@ class EntryNames:
 
 
 class SealedEntries:
-    """Names entries and seals their tokens, with the application's keys or the credential's.
+    """Names entries and seals their tokens, with the application's keys or the cache secret's.
 
     `encryption_key`: one key, or several: the first seals and every one opens (a key is
     rotated by adding it last, then putting it first, then dropping the old one). None: each
-    client's key is derived from its credential.
+    client's key is derived from its cache secret.
     """
 
     def __init__(

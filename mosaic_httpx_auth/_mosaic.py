@@ -20,9 +20,3 @@ VERIFY_RESOURCE = "https://verify.identity.security"
 """The resource of Identity Verification (``/verify/...``) APIs."""
 IDENTITY_MANAGEMENT_AUDIENCE = "userid-api"
 """The audience of a token requested without a resource, for Identity Management (``/cis/...``)."""
-
-
-def for_resource(resource: str | None) -> str:
-    """Which token a message speaks of: ``for resource 'https://...'``, or ``without a
-    resource`` (Identity Management's), never ``for resource None``."""
-    return "without a resource" if resource is None else f"for resource {resource!r}"
