@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import html
 import json
-import os
 import secrets
 import threading
 import time
@@ -28,6 +27,7 @@ from urllib.parse import quote, quote_plus
 import anyio.to_thread
 
 from ._exceptions import ConfigurationError
+from ._fork import on_fork_in_child
 
 # joserfc (with cryptography) is imported where a key is loaded or an assertion signed: a
 # client that authenticates with a secret never pays for it.
@@ -148,14 +148,14 @@ def _memo_key(credential: bytes, salt: bytes) -> bytes:
     return hmac.digest(salt, credential, "sha256")
 
 
-def _after_fork() -> None:
+def _new_deriving_lock() -> None:
     """In a forked child: a derivation the parent ran on another thread holds the lock
     forever."""
     global _DERIVING
     _DERIVING = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_after_fork)
+on_fork_in_child(_new_deriving_lock)
 
 
 class ClientAuthentication:

@@ -77,6 +77,14 @@ def _health_of(cache: object, monotonic: Callable[[], float]) -> _CacheHealth:
     return by_clock.setdefault(monotonic, _CacheHealth())
 
 
+def stopped_by_close(resource: str | None) -> TokenRequestError:
+    """The error of a fetch for `resource` that `aclose()` or `close()` stopped."""
+    return TokenRequestError(
+        f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth was closed",
+        resource=resource,
+    )
+
+
 class _Unavailable:
     """What a shared cache call returns when the cache failed or is being left alone."""
 
@@ -200,12 +208,7 @@ class TokenStore:
                 self._running[flight] = scope
                 token = await self._obtain(flight)
             if scope.cancelled_caught:
-                closed = TokenRequestError(
-                    f"the token fetch {for_resource(resource)} was stopped: the MosaicAuth "
-                    "was closed",
-                    resource=resource,
-                )
-                states.closed(flight, closed)
+                states.closed(flight, stopped_by_close(resource))
                 return
         except Exception as error:  # every failure goes to the waiters
             self._give_up(flight, error)

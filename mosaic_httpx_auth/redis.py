@@ -31,6 +31,7 @@ from ._exceptions import ConfigurationError, TokenCacheError
 from ._loops.tasks import asyncio_loop, current_loop
 from ._loops.thread import LoopThread
 from ._redis_entries import EncryptionKey, SealedEntries, token_id
+from ._settings import seconds
 from ._telemetry import logger
 
 if sys.version_info < (3, 11):
@@ -146,11 +147,8 @@ class RedisTokenCache:
         lease: float = DEFAULT_LEASE,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        for name, seconds in (("lease", lease), ("timeout", timeout)):
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-                raise ConfigurationError(
-                    f"{name} must be a positive number of seconds", setting=name
-                )
+        lease = seconds("lease", lease, positive=True)
+        timeout = seconds("timeout", timeout, positive=True)
         self._client = client
         self._evaluate = _evaluator(client, timeout)
         self._where = str(client) if isinstance(client, _OwnedClient) else type(client).__name__
@@ -158,7 +156,7 @@ class RedisTokenCache:
         self.needs_credential = encryption_key is None
         """Whether tokens are sealed with a key derived from each client's credential: then
         a client whose credential is not in the process (``tls_client_auth``) cannot use it."""
-        self.lease = float(lease)
+        self.lease = lease
         """Seconds a lease lasts unless its holder renews it."""
         self._lease_ms = str(max(1, round(lease * 1000)))
         self._timeout = timeout

@@ -432,7 +432,7 @@ def test_closing_while_threads_wait_fails_them_with_a_token_request_error(
     threads = [threading.Thread(target=wait_for_a_token) for _ in range(5)]
     for thread in threads:
         thread.start()
-    while auth._loop_thread is None or not emulator.token_requests:
+    while auth._sync._loop_thread is None or not emulator.token_requests:
         time.sleep(0.01)
     auth.close()
     for thread in threads:
@@ -493,7 +493,7 @@ def test_a_usable_token_is_served_without_a_hop_while_its_refresh_fails(
     clock.advance(3600 - 60 - 300)
     emulator.fail_next_token_requests(status=503)
     assert auth.get_token_sync() == first  # stale: served, and its refresh started
-    loop_thread = auth._loop_thread
+    loop_thread = auth._sync._loop_thread
     assert loop_thread is not None
     deadline = time.monotonic() + 5
     while auth.stats().stale_served == 0 and time.monotonic() < deadline:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import os
 import threading
-import weakref
 from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._fork import on_fork_in_child
 from .completion import Completion
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         # The futures `submit` returned that have not ended yet, on the current loop.
         self._pending: set[Future[Any]] = set()
-        _FORKABLE.add(self)
+        on_fork_in_child(self._forget_thread)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -89,6 +88,12 @@ class LoopThread:
                 _start, loop, future, func, args, context=contextvars.Context()
             )
         return future
+
+    def _forget_thread(self) -> None:
+        """In a forked child: the thread is gone, and its lock may have been held."""
+        self._lock = threading.Lock()
+        self._loop = self._thread = None
+        self._pending = set()
 
     async def run(self, func: Callable[..., Awaitable[_T]], *args: object) -> _T:
         """``await func(*args)`` on the thread's loop, from any other loop; cancelling the
@@ -160,18 +165,3 @@ def _cancel_task(
 async def _call(func: Callable[..., Awaitable[_T]], *args: object) -> _T:
     """``await func(*args)``: a coroutine for a task, whatever awaitable `func` returns."""
     return await func(*args)
-
-
-# Every LoopThread, for `_forget_threads`: one fork hook for them all.
-_FORKABLE: weakref.WeakSet[LoopThread] = weakref.WeakSet()
-
-
-def _forget_threads() -> None:
-    """In a forked child: the threads are gone, and their locks may have been held."""
-    for loop_thread in list(_FORKABLE):
-        loop_thread._lock = threading.Lock()
-        loop_thread._loop = loop_thread._thread = None
-        loop_thread._pending = set()
-
-
-os.register_at_fork(after_in_child=_forget_threads)

@@ -1,0 +1,213 @@
+"""`MosaicAuth`'s settings: its arguments, each checked in one place, and the parts built
+from them.
+
+`ConfiguredAuth` takes the arguments and builds what the request flow uses; `MosaicAuth`
+adds the flow. `seconds` checks a number of seconds, for `RedisTokenCache` too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ._cache import TokenCache
+from ._client_auth import client_authentication
+from ._endpoint import TokenEndpoint
+from ._exceptions import ConfigurationError
+from ._fork import on_fork_in_child
+from ._loops.tasks import loop_alive
+from ._retry import RetryPolicy
+from ._routing import ResourceRouter
+from ._security import refuse_proxy_in_clear
+from ._store import TokenStore
+from ._sync_bridge import SyncBridge
+from ._telemetry import Telemetry
+from ._token_states import TokenStates
+from ._urls import mosaic_urls
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import ModuleType
+
+    from ._client_auth import ClientAuthMethod, PrivateKey
+    from ._telemetry import AuthEvent
+
+# The retry settings' defaults are the policy's own.
+_RETRY = RetryPolicy()
+
+
+class ConfiguredAuth:
+    """What a `MosaicAuth` is made of, built from its arguments once each is checked (see
+    `MosaicAuth` for them): the base of `MosaicAuth`, which adds the request flow."""
+
+    # The HTTP library: its clients make the token requests, and its requests are the ones the
+    # flow sees. `mosaic_httpx_auth.httpx2.MosaicAuth` puts httpx2 here.
+    _http: ModuleType = httpx
+
+    base_url: str
+    _router: ResourceRouter  # which resource a request's token is for
+    _telemetry: Telemetry
+    _endpoint: TokenEndpoint  # the token requests
+    _states: TokenStates  # each resource's token, and the rules it lives by
+    _store: TokenStore  # drives the states on the caller's event loop
+    _sync: SyncBridge  # how sync callers reach the store
+    # Holds, pauses and deadlines are measured on a monotonic clock, which a wall clock set
+    # back or forward cannot stretch; a test's clock may offer one of its own.
+    _monotonic: Callable[[], float]
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        client_auth: ClientAuthMethod | None = None,
+        private_key: PrivateKey | None = None,
+        key_id: str | None = None,
+        signing_algorithm: str | None = None,
+        region: str | None = None,
+        base_url: str | None = None,
+        token_url: str | None = None,
+        resource: str | None = None,
+        resources: Mapping[str, str | None] | None = None,
+        leeway: float = 60.0,
+        refresh_window: float = 300.0,
+        max_attempts: int = _RETRY.max_attempts,
+        backoff: float = _RETRY.backoff,
+        max_retry_after: float = _RETRY.max_retry_after,
+        timeout: float = _RETRY.timeout,
+        http_client: httpx.AsyncClient | None = None,
+        cache: TokenCache | None = None,
+        on_event: Callable[[AuthEvent], object] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        _check_types(self._http, client_id, max_attempts, http_client, cache)
+        self.base_url, token_url = _endpoints(self._http, region, base_url, token_url, http_client)
+        # Tokens go to the Mosaic hosts configured, and nowhere else a shared client calls.
+        self._router = ResourceRouter(resource, resources, base_url=self.base_url, http=self._http)
+        self._telemetry = Telemetry(on_event)
+        retry = _retry_policy(max_attempts, backoff, max_retry_after, timeout)
+        self._endpoint = TokenEndpoint(
+            token_url=token_url,
+            client_auth=client_authentication(
+                client_id,
+                method=client_auth,
+                client_secret=client_secret,
+                private_key=private_key,
+                key_id=key_id,
+                signing_algorithm=signing_algorithm,
+                has_http_client=http_client is not None,
+                clock=clock,
+            ),
+            http_client=http_client,
+            clock=clock,
+            retry=retry,
+            http=self._http,
+        )
+        self._keep_tokens(leeway, refresh_window, retry, cache, clock, http_client)
+
+    def _keep_tokens(
+        self,
+        leeway: float,
+        refresh_window: float,
+        retry: RetryPolicy,
+        cache: TokenCache | None,
+        clock: Callable[[], float],
+        http_client: httpx.AsyncClient | None,
+    ) -> None:
+        """Build the token states, the store that drives them, and the sync bridge."""
+        authentication = self._endpoint.client_auth
+        if getattr(cache, "needs_credential", False) and not authentication.credential_in_process:
+            raise ConfigurationError(
+                f"{type(cache).__name__} needs encryption_key= with {authentication.method}: "
+                "the client certificate's key is not in this process to derive one from",
+                setting="cache",
+            )
+        self._monotonic = getattr(clock, "monotonic", time.monotonic)
+        self._states = TokenStates(
+            leeway=seconds("leeway", leeway),
+            refresh_window=seconds("refresh_window", refresh_window),
+            retry=retry,
+            clock=clock,
+            monotonic=self._monotonic,
+            owner_alive=loop_alive,
+        )
+        # The parent's flights stayed behind with its event loops and threads.
+        on_fork_in_child(self._states.after_fork)
+        self._store = TokenStore(
+            self._endpoint,
+            self._states,
+            telemetry=self._telemetry,
+            clock=clock,
+            monotonic=self._monotonic,
+            cache=cache,
+        )
+        self._sync = SyncBridge(self._states, self._store, own_token_client=http_client is None)
+
+
+def seconds(name: str, value: float, *, positive: bool = False) -> float:
+    """`value` as seconds: zero or more, or with `positive` more than zero; else a
+    `ConfigurationError` naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        wanted = "a positive number of seconds" if positive else "a number of seconds"
+    elif not math.isfinite(value) or value < 0 or (positive and value == 0):
+        wanted = "a positive number of seconds" if positive else "zero or more seconds"
+    else:
+        return float(value)
+    raise ConfigurationError(f"{name} must be {wanted}, not {value!r}", setting=name)
+
+
+def _check_types(
+    http: ModuleType,
+    client_id: object,
+    max_attempts: object,
+    http_client: object,
+    cache: object,
+) -> None:
+    """Refuse an argument of a type `MosaicAuth` cannot use, naming it."""
+    if not isinstance(client_id, str) or not client_id:
+        raise ConfigurationError("client_id must be a non-empty string", setting="client_id")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ConfigurationError(
+            f"max_attempts must be 1 or more, not {max_attempts!r}", setting="max_attempts"
+        )
+    if http_client is not None and not isinstance(http_client, http.AsyncClient):
+        raise ConfigurationError(
+            f"http_client must be an {http.__name__}.AsyncClient", setting="http_client"
+        )
+    if cache is not None and not isinstance(cache, TokenCache):
+        raise ConfigurationError(
+            "cache must be a TokenCache (with claim, store, release and discard), such as "
+            "MemoryTokenCache or mosaic_httpx_auth.redis.RedisTokenCache",
+            setting="cache",
+        )
+
+
+def _endpoints(
+    http: ModuleType,
+    region: str | None,
+    base_url: str | None,
+    token_url: str | None,
+    http_client: httpx.AsyncClient | None,
+) -> tuple[str, str]:
+    """The API host and the token endpoint the arguments name."""
+    base_url, token_url = mosaic_urls(region, base_url, token_url)
+    if http_client is not None and http_client.trust_env:
+        # The library's own token clients reach this machine directly; the application's
+        # obeys the environment's proxies, unless told not to.
+        refuse_proxy_in_clear(http.URL(token_url), "client credentials", setting="token_url")
+    return base_url, token_url
+
+
+def _retry_policy(
+    max_attempts: int, backoff: float, max_retry_after: float, timeout: float
+) -> RetryPolicy:
+    """How a token fetch retries, each number of seconds checked."""
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        backoff=seconds("backoff", backoff),
+        max_retry_after=seconds("max_retry_after", max_retry_after),
+        timeout=seconds("timeout", timeout, positive=True),
+    )

@@ -1,0 +1,85 @@
+"""What a 401 sets in motion: the steps `MosaicAuth._answered` yields for its driver to take,
+and what it reads off a request and its answer (which token it carried, where it went,
+whether its body can be sent again)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator
+
+    from ._token import AccessToken
+
+
+class TokenNeeded(NamedTuple):
+    """The flow needs a usable token for `resource` other than `refused`, for `request`, by
+    `deadline`: the arguments of `MosaicAuth._token_for_request`."""
+
+    resource: str | None
+    request: httpx.Request
+    deadline: float | None
+    refused: AccessToken
+
+
+class Refused(NamedTuple):
+    """An API at `place` answered 401 to `token`: the flow asks whether to retry with a new
+    one. The arguments of `TokenStore.refused`."""
+
+    resource: str | None
+    token: AccessToken
+    place: str
+
+
+# What the flow yields: something for its driver to wait for, or a request to send.
+Need = TokenNeeded | Refused
+Step = Need | httpx.Request
+
+
+def next_step(flow: Generator[Step, Any, None], answer: Any) -> Step | None:
+    """`flow`'s next step, sent the answer to its last one; None once it is done."""
+    try:
+        return flow.send(answer)
+    except StopIteration:
+        return None
+
+
+def taken_steps(
+    flow: Generator[Step, Any, None], fulfil: Callable[[Need], Any]
+) -> Generator[httpx.Request, httpx.Response, None]:
+    """Take `flow`'s steps for a sync driver: `fulfil` each need, and yield each request to
+    be sent; the answers go back to `flow`."""
+    answer: Any = None
+    while (step := next_step(flow, answer)) is not None:
+        answer = fulfil(step) if isinstance(step, Need) else (yield step)
+
+
+def carried(response: httpx.Response, token: AccessToken) -> bool:
+    """Whether `response` answers a request that carried `token`: one from a host a redirect
+    led to, which got no token, says nothing about it."""
+    return bool(response.request.headers.get("Authorization") == token.authorization)
+
+
+def place(request: httpx.Request) -> str:
+    """Where `request` went, for telling the APIs that refuse a token apart: its origin and
+    path, without the query (which may hold anything)."""
+    url = request.url
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}"
+
+
+def replayable_upload(stream: object) -> bool:
+    """Whether `stream` is a multipart upload that can be sent again: every file in it is
+    bytes, text, or a file it can seek back to the start of (which httpx does at each send)."""
+    fields = getattr(stream, "fields", None)
+    if type(stream).__name__ != "MultipartStream" or not isinstance(fields, list):
+        return False
+    for field in fields:
+        upload = getattr(field, "file", None)
+        if upload is None or isinstance(upload, (bytes, str)):
+            continue  # a plain form field, or content in memory
+        seekable = getattr(upload, "seekable", None)
+        if not callable(seekable) or not seekable():
+            return False
+    return True
