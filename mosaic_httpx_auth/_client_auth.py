@@ -329,8 +329,7 @@ def client_authentication(
     clock: Callable[[], float],
 ) -> ClientAuthentication:
     """The authentication `MosaicAuth`'s arguments ask for, or a `ConfigurationError` saying why
-    they don't fit together. Without a `method`, a private key means ``private_key_jwt`` and
-    anything else ``client_secret_post``."""
+    they don't fit. Without a `method`, a private key means ``private_key_jwt``, else a secret."""
     if method is None:
         method = "private_key_jwt" if private_key is not None else "client_secret_post"
     if method not in CLIENT_AUTH_METHODS:
@@ -343,19 +342,7 @@ def client_authentication(
             "give client_secret or private_key, not both", setting="private_key"
         )
     if method in SECRET_METHODS:
-        if private_key is not None:
-            raise ConfigurationError(
-                f"client_auth {method!r} uses client_secret, not private_key",
-                setting="private_key",
-            )
-        if not isinstance(client_secret, str) or not client_secret:
-            raise ConfigurationError(
-                f"client_auth {method!r} needs client_secret, a non-empty string",
-                setting="client_secret",
-            )
-        if method == "client_secret_basic":
-            return ClientSecretBasic(client_id, client_secret)
-        return ClientSecretPost(client_id, client_secret)
+        return _secret_authentication(client_id, method, client_secret, private_key)
     if client_secret is not None:
         raise ConfigurationError(
             f"client_auth {method!r} does not use client_secret", setting="client_secret"
@@ -380,6 +367,25 @@ def client_authentication(
             setting="http_client",
         )
     return TLSClientAuth(client_id)
+
+
+def _secret_authentication(
+    client_id: str, method: str, client_secret: str | None, private_key: PrivateKey | None
+) -> ClientAuthentication:
+    """``client_secret_post`` or ``client_secret_basic``, with the secret they need."""
+    if private_key is not None:
+        raise ConfigurationError(
+            f"client_auth {method!r} uses client_secret, not private_key",
+            setting="private_key",
+        )
+    if not isinstance(client_secret, str) or not client_secret:
+        raise ConfigurationError(
+            f"client_auth {method!r} needs client_secret, a non-empty string",
+            setting="client_secret",
+        )
+    if method == "client_secret_basic":
+        return ClientSecretBasic(client_id, client_secret)
+    return ClientSecretPost(client_id, client_secret)
 
 
 # RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used with these algorithms."

@@ -116,35 +116,14 @@ class TokenEndpoint:
         # `expires_in` counts from when the server answered; counting from before the request
         # was sent errs on the side of refreshing early.
         requested_at = self._clock()
-        timeout = self.retry.timeout
         try:
-            # httpx's own timeouts (5 s by default) bound each phase; ours bounds the whole.
-            with anyio.fail_after(timeout):
-                # auth=None: when `http_client` is the API client carrying this MosaicAuth, a
-                # token request must not wait for the token it is fetching.
-                async with client.stream(
-                    "POST",
-                    self.token_url,
-                    data=form,
-                    headers={
-                        "Accept": "application/json",
-                        # Not br or zstd, which httpx asks for when it can: those it would
-                        # inflate a whole chunk at a time, past any bound.
-                        "Accept-Encoding": ", ".join(_ZLIB_WBITS),
-                        **credentials.headers,
-                    },
-                    timeout=timeout,
-                    auth=None,
-                    # Never, whatever the client's own setting: a redirect would carry the
-                    # credentials to wherever it points.
-                    follow_redirects=False,
-                ) as response:
-                    body = await _read_bounded(response, resource)
+            response, body = await self._post(client, form, credentials.headers, resource)
         except TokenRequestError:
             raise  # the body was refused: already said
         except (TimeoutError, self._http.TimeoutException) as exc:
             raise TokenRequestError(
-                f"the token endpoint {self.token_url} did not answer within {timeout:g} s, "
+                f"the token endpoint {self.token_url} did not answer within "
+                f"{self.retry.timeout:g} s, "
                 f"asked for a token {for_resource(resource)}",
                 resource=resource,
             ) from exc
@@ -161,6 +140,38 @@ class TokenEndpoint:
         return parse_token_response(
             body, status_code=response.status_code, resource=resource, requested_at=requested_at
         )
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        form: dict[str, str],
+        headers: dict[str, str],
+        resource: str | None,
+    ) -> tuple[httpx.Response, bytes]:
+        """POST `form` to the token URL: the response, and its body read within bounds."""
+        timeout = self.retry.timeout
+        # httpx's own timeouts (5 s by default) bound each phase; ours bounds the whole.
+        with anyio.fail_after(timeout):
+            # auth=None: when `http_client` is the API client carrying this MosaicAuth, a
+            # token request must not wait for the token it is fetching.
+            async with client.stream(
+                "POST",
+                self.token_url,
+                data=form,
+                headers={
+                    "Accept": "application/json",
+                    # Not br or zstd, which httpx asks for when it can: those it would
+                    # inflate a whole chunk at a time, past any bound.
+                    "Accept-Encoding": ", ".join(_ZLIB_WBITS),
+                    **headers,
+                },
+                timeout=timeout,
+                auth=None,
+                # Never, whatever the client's own setting: a redirect would carry the
+                # credentials to wherever it points.
+                follow_redirects=False,
+            ) as response:
+                return response, await _read_bounded(response, resource)
 
     async def aclose(self) -> None:
         """Close this event loop's own HTTP client; one the caller passed in is the caller's."""
@@ -269,7 +280,7 @@ async def _read_bounded(response: httpx.Response, resource: str | None) -> bytes
     ]
     if len(codings) > 1 or (codings and codings[0] not in _ZLIB_WBITS):
         raise refused(f"is encoded as {', '.join(codings)}")
-    inflater = zlib.decompressobj(_ZLIB_WBITS[codings[0]]) if codings else None
+    inflater = _Inflater(codings[0]) if codings else None
     chunks: list[bytes] = []
     received = size = 0
     # Raw, as httpx inflates each chunk whole: 64 KiB of gzip can be 64 MiB.
@@ -280,26 +291,39 @@ async def _read_bounded(response: httpx.Response, resource: str | None) -> bytes
             received += len(raw)
             chunk = raw
             if inflater is not None:
-                # One byte past the bound is enough to refuse; what input this leaves
-                # uninflated is never needed.
-                limit = MAX_RESPONSE_BYTES + 1 - size
+                # One byte past the bound is enough to refuse: the rest is never needed.
                 try:
-                    chunk = inflater.decompress(raw, limit)
+                    chunk = inflater.inflate(raw, MAX_RESPONSE_BYTES + 1 - size)
                 except zlib.error as exc:
-                    if codings[0] != "deflate" or received != len(raw):
-                        raise refused(f"is not valid {codings[0]}") from exc
-                    # Raw deflate, without zlib's wrapping, as some servers send it and
-                    # httpx accepts it.
-                    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                    try:
-                        chunk = inflater.decompress(raw, limit)
-                    except zlib.error:
-                        raise refused(f"is not valid {codings[0]}") from exc
+                    raise refused(f"is not valid {codings[0]}") from exc
             size += len(chunk)
             if max(received, size) > MAX_RESPONSE_BYTES:
                 raise refused(too_large)
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+class _Inflater:
+    """Inflates a body chunk by chunk, each to at most a given size."""
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+        self._zlib = zlib.decompressobj(_ZLIB_WBITS[coding])
+        self._fed = 0
+
+    def inflate(self, raw: bytes, limit: int) -> bytes:
+        """`raw` inflated, at most `limit` bytes of it; `zlib.error` if it is not valid."""
+        first = self._fed == 0
+        self._fed += len(raw)
+        try:
+            return self._zlib.decompress(raw, limit)
+        except zlib.error:
+            if self._coding != "deflate" or not first:
+                raise
+            # Raw deflate, without zlib's wrapping, as some servers send it and httpx
+            # accepts it.
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self._zlib.decompress(raw, limit)
 
 
 # RFC 6750 §2.1 ``b64token``: all that a Bearer header can carry.
@@ -338,6 +362,24 @@ def parse_token_response(
         raise invalid("token_type is not Bearer")
 
     claims = unverified_claims(access_token)
+    expires_at = _expires_at(fields, claims, requested_at, invalid)
+    return AccessToken(
+        token=access_token,
+        expires_at=expires_at,
+        resource=resource,
+        claims=claims,
+        issued_at=requested_at,
+    )
+
+
+def _expires_at(
+    fields: dict[str, Any],
+    claims: dict[str, Any],
+    requested_at: float,
+    invalid: Callable[[str], TokenResponseError],
+) -> float:
+    """When the token expires: the earlier of its ``exp`` claim and ``requested_at +
+    expires_in``; `invalid`'s error if neither says, or if that is already past."""
     candidates = []
     exp = _finite_number(claims.get("exp"))
     if exp is not None:
@@ -353,13 +395,7 @@ def parse_token_response(
     if expires_at <= requested_at:
         # Caching it would mean a new request for every API call.
         raise invalid("it expired before it arrived (is this machine's clock right?)")
-    return AccessToken(
-        token=access_token,
-        expires_at=expires_at,
-        resource=resource,
-        claims=claims,
-        issued_at=requested_at,
-    )
+    return expires_at
 
 
 def _finite_number(value: object) -> float | None:
