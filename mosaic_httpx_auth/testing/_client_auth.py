@@ -95,43 +95,10 @@ class ClientAuthenticator:
             client_certificate: The certificate (DER) the client presented over TLS, if any.
         """
         basic = _basic_credentials(headers.get("authorization"))
-        presented = [
-            name
-            for name, present in (
-                ("an Authorization header", basic is not None),
-                ("a client_secret", "client_secret" in form),
-                ("a client assertion", "client_assertion" in form),
-            )
-            if present
-        ]
-        # RFC 6749 §2.3: one authentication method per request.
-        if len(presented) > 1:
-            raise Refused(
-                oauth_error(
-                    400,
-                    "invalid_request",
-                    "authenticate the client one way per request, not with "
-                    + " and ".join(presented),
-                )
-            )
+        _check_one_method(form, basic=basic is not None)
         if "client_assertion" in form or "client_assertion_type" in form:
             return self._by_assertion(form, token_endpoint_urls)
-        secret: str | None
-        if basic is not None:
-            client_id, secret = basic
-            if form.get("client_id", client_id) != client_id:
-                raise Refused(
-                    oauth_error(
-                        400,
-                        "invalid_request",
-                        "client_id differs from the one in the Authorization header",
-                    )
-                )
-        else:
-            maybe_client_id = form.get("client_id")
-            if maybe_client_id is None:
-                raise Refused(oauth_error(400, "invalid_request", "client_id is missing"))
-            client_id, secret = maybe_client_id, form.get("client_secret")
+        client_id, secret = _claimed_credentials(form, basic)
         client = self._find_client(client_id)
         if secret is not None:
             return _by_secret(client, secret, basic=basic is not None)
@@ -178,6 +145,48 @@ class ClientAuthenticator:
                 _refuse("the client assertion was already used: each needs a new jti")
             self._used_assertions.add(used)
         return client
+
+
+def _check_one_method(form: Mapping[str, str], *, basic: bool) -> None:
+    """Refuse a request that authenticates more than one way, as RFC 6749 §2.3 asks."""
+    presented = [
+        name
+        for name, present in (
+            ("an Authorization header", basic),
+            ("a client_secret", "client_secret" in form),
+            ("a client assertion", "client_assertion" in form),
+        )
+        if present
+    ]
+    if len(presented) > 1:
+        raise Refused(
+            oauth_error(
+                400,
+                "invalid_request",
+                "authenticate the client one way per request, not with " + " and ".join(presented),
+            )
+        )
+
+
+def _claimed_credentials(
+    form: Mapping[str, str], basic: tuple[str, str] | None
+) -> tuple[str, str | None]:
+    """The client ID a request claims and its secret, if any, from HTTP Basic or the form."""
+    if basic is not None:
+        client_id, secret = basic
+        if form.get("client_id", client_id) != client_id:
+            raise Refused(
+                oauth_error(
+                    400,
+                    "invalid_request",
+                    "client_id differs from the one in the Authorization header",
+                )
+            )
+        return client_id, secret
+    maybe_client_id = form.get("client_id")
+    if maybe_client_id is None:
+        raise Refused(oauth_error(400, "invalid_request", "client_id is missing"))
+    return maybe_client_id, form.get("client_secret")
 
 
 def _by_secret(client: RegisteredClient | None, secret: str, *, basic: bool) -> RegisteredClient:

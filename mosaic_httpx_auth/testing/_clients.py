@@ -105,6 +105,41 @@ def new_client(
         raise ConfigurationError("give certificate or certificate_sha256, not both")
     if certificate is not None:
         certificate_sha256 = fingerprint_of(certificate)
+    authentication_method = _chosen_method(
+        authentication_method, jwks=jwks, certificate_sha256=certificate_sha256
+    )
+    _check_credentials_fit(
+        authentication_method,
+        client_secret=client_secret,
+        jwks=jwks,
+        certificate_sha256=certificate_sha256,
+    )
+    if authentication_method in SECRET_METHODS and client_secret is None:
+        client_secret = secrets.token_urlsafe(24)
+    client = RegisteredClient(
+        client_id=secrets.token_hex(12) if client_id is None else client_id,
+        resources=frozenset(resources),
+        app_id=secrets.token_hex(8) if app_id is None else app_id,
+        authentication_method=authentication_method,
+        certificate_sha256=None
+        if certificate_sha256 is None
+        else normalize_sha256(certificate_sha256),
+        management=management,
+        _client_secret=client_secret,
+        _public_keys=None if jwks is None else _public_key_set(jwks),
+    )
+    if not client.client_id or client_secret == "":
+        raise ConfigurationError("client_id and client_secret must not be empty")
+    return client
+
+
+def _chosen_method(
+    authentication_method: AuthenticationMethod | None,
+    *,
+    jwks: Key | KeySet | Mapping[str, Any] | None,
+    certificate_sha256: str | None,
+) -> AuthenticationMethod:
+    """The method asked for, checked, or else the one the credentials given imply."""
     if authentication_method is None:
         if jwks is not None:
             authentication_method = "private_key_jwt"
@@ -117,6 +152,17 @@ def new_client(
             f"authentication_method must be one of {', '.join(AUTHENTICATION_METHODS)}, "
             f"not {authentication_method!r}"
         )
+    return authentication_method
+
+
+def _check_credentials_fit(
+    authentication_method: AuthenticationMethod,
+    *,
+    client_secret: str | None,
+    jwks: Key | KeySet | Mapping[str, Any] | None,
+    certificate_sha256: str | None,
+) -> None:
+    """Refuse credentials the method does not use, and the lack of ones it needs."""
     uses_secret = authentication_method in SECRET_METHODS
     uses_keys = authentication_method == "private_key_jwt"
     uses_certificate = authentication_method in CERTIFICATE_METHODS
@@ -134,23 +180,6 @@ def new_client(
             f"{authentication_method} needs the client's certificate: "
             "pass certificate or certificate_sha256"
         )
-    if uses_secret and client_secret is None:
-        client_secret = secrets.token_urlsafe(24)
-    client = RegisteredClient(
-        client_id=secrets.token_hex(12) if client_id is None else client_id,
-        resources=frozenset(resources),
-        app_id=secrets.token_hex(8) if app_id is None else app_id,
-        authentication_method=authentication_method,
-        certificate_sha256=None
-        if certificate_sha256 is None
-        else normalize_sha256(certificate_sha256),
-        management=management,
-        _client_secret=client_secret,
-        _public_keys=None if jwks is None else _public_key_set(jwks),
-    )
-    if not client.client_id or client_secret == "":
-        raise ConfigurationError("client_id and client_secret must not be empty")
-    return client
 
 
 def _public_key_set(jwks: Key | KeySet | Mapping[str, Any]) -> KeySet:

@@ -190,6 +190,10 @@ class MosaicEmulator:
             certificate_sha256=certificate_sha256,
             management=management,
         )
+        return self._add_client(client)
+
+    def _add_client(self, client: RegisteredClient) -> RegisteredClient:
+        """Keep `client` and return it, refusing a client ID that is registered already."""
         with self._lock:
             if client.client_id in self._clients:
                 raise ConfigurationError(f"client {client.client_id!r} is registered already")

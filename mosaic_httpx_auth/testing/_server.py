@@ -76,47 +76,70 @@ def serve_locally(
         listener.bind((_HOST, port))
         listener.listen()
         bound_port = listener.getsockname()[1]
-        protocol_options: dict[str, Any] = {"http": "h11"}
-        if tls:
-            directory = certificates.enter_context(
-                tempfile.TemporaryDirectory(prefix="mosaic-emulator-tls-")
-            )
-            protocol_options.update(_tls_options(Path(directory)))
-        config = uvicorn.Config(
-            app,
-            loop="asyncio",
-            ws="none",
-            lifespan="on",
-            # Leave the process's logging configuration alone and log no access lines.
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-            timeout_graceful_shutdown=math.ceil(shutdown_timeout),
-            **protocol_options,
+        options = _server_options(
+            shutdown_timeout=shutdown_timeout, tls=tls, certificates=certificates
         )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=_run,
-            args=(server, listener),
-            name=f"mosaic-emulator-{bound_port}",
-            daemon=True,  # a server that would not stop must not keep the process alive
-        )
-        thread.start()
+        server = uvicorn.Server(uvicorn.Config(app, **options))
+        thread = _start_in_thread(server, listener, bound_port)
         try:
             _wait_until_started(server, thread)
             yield f"{'https' if tls else 'http'}://{_HOST}:{bound_port}"
         finally:
-            server.should_exit = True
-            thread.join(shutdown_timeout + 1.0)
-            if thread.is_alive():
-                server.force_exit = True
-                thread.join(1.0)
-            if thread.is_alive():
-                raise RuntimeError(f"the Mosaic emulator on port {bound_port} did not stop")
+            _stop(server, thread, shutdown_timeout=shutdown_timeout, port=bound_port)
     finally:
         listener.close()
         uvicorn_log.removeFilter(hide_drops)
         certificates.close()
+
+
+def _server_options(
+    *, shutdown_timeout: float, tls: bool, certificates: contextlib.ExitStack
+) -> dict[str, Any]:
+    """Options for `uvicorn.Config` besides the app; TLS files live as long as `certificates`."""
+    protocol_options: dict[str, Any] = {"http": "h11"}
+    if tls:
+        directory = certificates.enter_context(
+            tempfile.TemporaryDirectory(prefix="mosaic-emulator-tls-")
+        )
+        protocol_options.update(_tls_options(Path(directory)))
+    return {
+        "loop": "asyncio",
+        "ws": "none",
+        "lifespan": "on",
+        # Leave the process's logging configuration alone and log no access lines.
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": math.ceil(shutdown_timeout),
+        **protocol_options,
+    }
+
+
+def _start_in_thread(
+    server: uvicorn.Server, listener: socket.socket, port: int
+) -> threading.Thread:
+    """Start `server` on `listener` in a background thread of its own, and return the thread."""
+    thread = threading.Thread(
+        target=_run,
+        args=(server, listener),
+        name=f"mosaic-emulator-{port}",
+        daemon=True,  # a server that would not stop must not keep the process alive
+    )
+    thread.start()
+    return thread
+
+
+def _stop(
+    server: uvicorn.Server, thread: threading.Thread, *, shutdown_timeout: float, port: int
+) -> None:
+    """Stop `server` gracefully within `shutdown_timeout`, then by force; raise if it lingers."""
+    server.should_exit = True
+    thread.join(shutdown_timeout + 1.0)
+    if thread.is_alive():
+        server.force_exit = True
+        thread.join(1.0)
+    if thread.is_alive():
+        raise RuntimeError(f"the Mosaic emulator on port {port} did not stop")
 
 
 def _run(server: uvicorn.Server, listener: socket.socket) -> None:
