@@ -298,8 +298,10 @@ async def test_a_refused_connection_is_named_as_such() -> None:
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]  # free, and nothing will listen on it
     auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, token_url=f"http://127.0.0.1:{port}/oidc/token")
-    # A request waits for its token as long as its pool timeout allows: a short one fails fast.
-    timeout = httpx.Timeout(5.0, pool=0.2)
+    # A request waits for its token as long as its pool timeout allows: a short one fails
+    # fast, once the first attempt has had time to be refused (a loaded machine takes a while
+    # to open the token client).
+    timeout = httpx.Timeout(5.0, pool=2.0)
     async with auth, httpx.AsyncClient(auth=auth, timeout=timeout) as client:
         with pytest.raises(httpx.HTTPError) as caught:
             await client.get(f"http://127.0.0.1:{port}/cis/v1/users")
