@@ -11,42 +11,37 @@ with a new token::
 from __future__ import annotations
 
 from ._auth import MosaicAuth
-from ._cache import CacheKey, CacheLease, MemoryTokenCache, TokenCache
 from ._exceptions import (
     ConfigurationError,
     InsecureTransportError,
     MosaicAuthError,
-    TokenCacheError,
     TokenRequestError,
     TokenResponseError,
     UnsupportedClientError,
 )
 from ._keys import SigningKeyPair, generate_signing_key
-from ._mosaic import DEFAULT_TOKEN_URL, REGION_HOSTS, RISK_RESOURCE, VERIFY_RESOURCE
+from ._mosaic import RISK_RESOURCE, VERIFY_RESOURCE
+from ._retry import Retry
 from ._telemetry import AuthEvent, AuthStats
 from ._token import AccessToken
+from .cache import MemoryTokenCache
 
 __version__ = "0.1.0"
 """This release's version: the one place it is written (the wheel's metadata reads it)."""
 
 __all__ = [
-    "DEFAULT_TOKEN_URL",
-    "REGION_HOSTS",
     "RISK_RESOURCE",
     "VERIFY_RESOURCE",
     "AccessToken",
     "AuthEvent",
     "AuthStats",
-    "CacheKey",
-    "CacheLease",
     "ConfigurationError",
     "InsecureTransportError",
     "MemoryTokenCache",
     "MosaicAuth",
     "MosaicAuthError",
+    "Retry",
     "SigningKeyPair",
-    "TokenCache",
-    "TokenCacheError",
     "TokenRequestError",
     "TokenResponseError",
     "UnsupportedClientError",

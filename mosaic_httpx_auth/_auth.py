@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._environment import EnvironmentSettings
-from ._exceptions import ConfigurationError, TokenRequestError
-from ._settings import ConfiguredAuth, seconds
+from ._checks import seconds
+from ._exceptions import TokenRequestError
+from ._settings import ConfiguredAuth
 from ._telemetry import AuthEvent
 from ._unauthorized import (
     Need,
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-    from ._telemetry import AuthStats
     from ._token import AccessToken
     from ._unauthorized import Step
 
@@ -75,15 +73,8 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
             its lifetime); 0 uses a token up to its last second.
         refresh_window: Seconds before that at which a token is refreshed while still in use
             (at most half its remaining lifetime); 0 refreshes only expired tokens.
-        max_attempts: Attempts of a token fetch that a caller without a timeout waits for,
-            the first included (1: no retries). A request waits for its token as long as its
-            own pool timeout allows, and the fetch keeps trying connection errors, timeouts,
-            5xx and 429 while a request waits for it.
-        backoff: Seconds the first retry waits at most; each next one doubles it (up to
-            8 s), with full jitter. A ``Retry-After`` header takes precedence.
-        max_retry_after: The longest ``Retry-After`` to honour; a longer one fails the fetch
-            at once.
-        timeout: Seconds each token request may take.
+        retry: How a token fetch tries again, and how long each attempt may take: a
+            `Retry` (by default 3 attempts, 0.5 s backoff, 10 s each).
         http_client: The client for token requests. Its owner closes it; without one,
             `MosaicAuth` opens its own and closes it in `aclose()`. It belongs to an event
             loop: a `MosaicAuth` given one serves `httpx.AsyncClient` only.
@@ -97,37 +88,9 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
 
     requires_request_body = False
     requires_response_body = False
-    # `ConfiguredAuth.__init__` takes the arguments above, checks each, and builds the parts
-    # the flow uses: `_router`, `_states`, `_store`, `_endpoint`, `_telemetry` and `_sync`.
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> MosaicAuth:
-        """A `MosaicAuth` configured from environment variables; `overrides` take precedence.
-
-        Reads ``MOSAIC_CLIENT_ID`` (required), ``MOSAIC_CLIENT_SECRET``,
-        ``MOSAIC_PRIVATE_KEY`` (PEM or JWK JSON) or ``MOSAIC_PRIVATE_KEY_FILE``,
-        ``MOSAIC_KEY_ID``, ``MOSAIC_SIGNING_ALGORITHM``, ``MOSAIC_CLIENT_AUTH``,
-        ``MOSAIC_REGION``, ``MOSAIC_BASE_URL``,
-        ``MOSAIC_TOKEN_URL`` and ``MOSAIC_RESOURCE``. A missing or contradictory setting raises
-        a `ConfigurationError` naming the variable, never its value.
-        """
-        settings = EnvironmentSettings(os.environ, overrides)
-        try:
-            return cls(**settings.arguments)
-        except ConfigurationError as error:
-            raise settings.explain(error) from error
-
-    @property
-    def token_url(self) -> str:
-        """The token endpoint's URL."""
-        return self._endpoint.token_url
-
-    def __repr__(self) -> str:
-        endpoint = self._endpoint
-        return (
-            f"MosaicAuth(client_id={endpoint.client_id!r}, token_url={endpoint.token_url!r}, "
-            f"client_auth={endpoint.client_auth.method!r}, resource={self._router.default!r})"
-        )
+    # `ConfiguredAuth` takes the arguments above, checks each, and builds the parts the flow
+    # uses: `_router`, `_states`, `_store`, `_endpoint`, `_telemetry` and `_sync`; `from_env`,
+    # `token_url`, `resource_for`, `stats` and the repr are there too.
 
     # The request flow, one set of rules for every client. The drivers, `async_auth_flow` and
     # `sync_auth_flow`, do the I/O: awaiting on the caller's event loop, or blocking the
@@ -272,17 +235,13 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
         if response.is_success and carried(response, token):
             self._states.accepted(resource, token, place(response.request))
 
-    def resource_for(self, url: httpx.URL | str) -> str | None:
-        """The resource whose token a request to `url` carries."""
-        return self._router.resource_for(self._http.URL(url))
-
     async def get_token(
         self, resource: str | None = None, *, timeout: float | None = None
     ) -> AccessToken:
         """A usable token for `resource` (None: the default resource), fetched if need be.
 
         Waits at most `timeout` seconds while the token endpoint fails in ways that waiting
-        may heal; without one, for at most `max_attempts` attempts of one fetch.
+        may heal; without one, for at most `retry.max_attempts` attempts of one fetch.
         """
         resource = self._router.default if resource is None else resource
         return await self._token_for_request(resource, None, self._deadline_after(timeout))
@@ -296,10 +255,6 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
         return self._sync.token(
             self._token_for_request, resource, None, self._deadline_after(timeout)
         )
-
-    def stats(self) -> AuthStats:
-        """Counters of token requests, errors, 401 retries, cache hits and refreshes."""
-        return self._telemetry.stats()
 
     async def aclose(self) -> None:
         """Stop this event loop's token fetches and close the HTTP client used for them,

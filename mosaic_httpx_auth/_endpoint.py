@@ -18,7 +18,7 @@ from anyio.lowlevel import RunVar
 
 from ._exceptions import TokenRequestError, TokenResponseError
 from ._messages import for_resource
-from ._retry import RetryPolicy, causes, retry_after_seconds
+from ._retry import Retry, causes, retry_after_seconds
 from ._scrubbing import detached, forget_frames, without_secrets
 from ._security import is_loopback
 from ._token import AccessToken, unverified_claims
@@ -53,13 +53,13 @@ class TokenEndpoint:
         client_auth: ClientAuthentication,
         http_client: httpx.AsyncClient | None,
         clock: Callable[[], float],
-        retry: RetryPolicy | None = None,
+        retry: Retry | None = None,
         http: ModuleType = httpx,
     ) -> None:
         self.token_url = token_url
         self.client_auth = client_auth
         self.client_id = client_auth.client_id
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or Retry()
         self._http_client = http_client
         self._http = http
         self._own_clients: RunVar[httpx.AsyncClient | None] = RunVar("token client", None)
@@ -123,7 +123,7 @@ class TokenEndpoint:
         except (TimeoutError, self._http.TimeoutException) as exc:
             raise TokenRequestError(
                 f"the token endpoint {self.token_url} did not answer within "
-                f"{self.retry.timeout:g} s, "
+                f"{self.retry.attempt_timeout:g} s, "
                 f"asked for a token {for_resource(resource)}",
                 resource=resource,
             ) from exc
@@ -149,7 +149,7 @@ class TokenEndpoint:
         resource: str | None,
     ) -> tuple[httpx.Response, bytes]:
         """POST `form` to the token URL: the response, and its body read within bounds."""
-        timeout = self.retry.timeout
+        timeout = self.retry.attempt_timeout
         # httpx's own timeouts (5 s by default) bound each phase; ours bounds the whole.
         with anyio.fail_after(timeout):
             # auth=None: when `http_client` is the API client carrying this MosaicAuth, a

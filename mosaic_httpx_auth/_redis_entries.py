@@ -1,7 +1,7 @@
 """How `RedisTokenCache` names a token's entry in Redis and seals its value.
 
 A name is a prefix and a digest of the token URL, client id and resource, keyed with the
-client's cache secret (`CacheKey.credential`: what scrypt derives from the client's
+client's cache secret (`CacheKey.cache_secret`: what scrypt derives from the client's
 credential, salted with the token URL and client id; `derive_cache_secret`): it shows none of
 them, two clients with the same id and different credentials never share an entry, and
 whoever reads Redis pays a derivation for each guess at the credential, which serves one
@@ -36,7 +36,7 @@ from ._token import AccessToken, base64url_decode, unverified_claims
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._cache import CacheKey
+    from .cache import CacheKey
 
 EncryptionKey = bytes | OctKey
 """32 random bytes, or a joserfc `OctKey` of 256 bits."""
@@ -85,7 +85,7 @@ class SealedEntries:
     def names(self, key: CacheKey) -> EntryNames:
         """The keys under which `key`'s token and lease are kept."""
         message = json.dumps([key.token_url, key.client_id, key.resource]).encode()
-        digest = hmac.digest(key.credential or b"", message, "sha256")[:16].hex()
+        digest = hmac.digest(key.cache_secret or b"", message, "sha256")[:16].hex()
         tag = f"{self.prefix}{{{digest}}}"
         return EntryNames(token=f"{tag}:token", lease=f"{tag}:lease", digest=digest)
 
@@ -140,12 +140,12 @@ class SealedEntries:
         are none: a TLS client certificate leaves no secret to derive one from."""
         if self._keys is not None:
             return self._keys
-        if key.credential is None:
+        if key.cache_secret is None:
             raise TokenCacheError(
                 "RedisTokenCache needs encryption_key= for a client authenticated by a TLS "
                 "certificate: no secret in this process to derive one from"
             )
-        return [OctKey.import_key(hmac.digest(key.credential, b"token encryption", "sha256"))]
+        return [OctKey.import_key(hmac.digest(key.cache_secret, b"token encryption", "sha256"))]
 
 
 def token_id(token: AccessToken) -> str:

@@ -11,7 +11,8 @@ from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-from ._exceptions import TokenResponseError
+from ._checks import seconds
+from ._exceptions import ConfigurationError, TokenResponseError
 
 if sys.version_info < (3, 11):  # pragma: no cover - the backport, a dependency there
     from exceptiongroup import BaseExceptionGroup
@@ -21,21 +22,51 @@ if TYPE_CHECKING:
 
     from ._exceptions import TokenRequestError
 
-# Backoff doubles from `RetryPolicy.backoff` up to this; a token fetch should not stall longer.
+# Backoff doubles from `Retry.backoff` up to this; a token fetch should not stall longer.
 MAX_BACKOFF = 8.0
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a token fetch retries: exponential backoff with full jitter, honouring Retry-After.
+class Retry:
+    """How a token fetch tries again: exponential backoff with full jitter, honouring a
+    ``Retry-After``. Give one to `MosaicAuth` as ``retry=Retry(max_attempts=5)``.
 
-    `max_attempts` counts the first attempt (1: no retries). `timeout` bounds each attempt.
+    Each number is checked when the `Retry` is made; a bad one is a `ConfigurationError`
+    naming it.
+
+    Args:
+        max_attempts: Attempts of a token fetch that a caller without a timeout waits for,
+            the first included (1: no retries). A request waits for its token as long as its
+            own pool timeout allows, and the fetch keeps trying connection errors, timeouts,
+            5xx and 429 while a request waits for it.
+        backoff: Seconds the first retry waits at most; each next one doubles it (up to
+            8 s), with full jitter. A ``Retry-After`` header takes precedence.
+        max_retry_after: The longest ``Retry-After`` to honour; a longer one fails the fetch
+            at once.
+        attempt_timeout: Seconds each token request may take.
     """
 
     max_attempts: int = 3
     backoff: float = 0.5
     max_retry_after: float = 30.0
-    timeout: float = 10.0
+    attempt_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ConfigurationError(
+                f"max_attempts must be 1 or more, not {attempts!r}", setting="max_attempts"
+            )
+        # Frozen: the checked values are set the way dataclasses set them.
+        object.__setattr__(self, "backoff", seconds("backoff", self.backoff))
+        object.__setattr__(
+            self, "max_retry_after", seconds("max_retry_after", self.max_retry_after)
+        )
+        object.__setattr__(
+            self,
+            "attempt_timeout",
+            seconds("attempt_timeout", self.attempt_timeout, positive=True),
+        )
 
     def delay(self, attempt: int, *, jitter: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number `attempt` (from 1): full jitter.
@@ -46,19 +77,6 @@ class RetryPolicy:
         # The exponent stops growing long before MAX_BACKOFF could: no float overflows.
         ceiling = min(MAX_BACKOFF, self.backoff * 2.0 ** min(attempt - 1, 32))
         return ceiling * jitter()
-
-    def retry_in(
-        self, error: TokenRequestError, *, attempt: int, max_attempts: int
-    ) -> float | None:
-        """Seconds to wait after failed attempt `attempt` before the next, or None to give up.
-
-        A ``Retry-After`` is honoured up to `max_retry_after`; waiting longer is failing now.
-        """
-        if attempt >= max_attempts or not is_retryable(error):
-            return None
-        if error.retry_after is None:
-            return self.delay(attempt)
-        return error.retry_after if error.retry_after <= self.max_retry_after else None
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:
@@ -108,5 +126,5 @@ def retry_after_seconds(value: str | None, *, now: float) -> float | None:
         return None
     if when.tzinfo is None:  # "-0000": UTC, by RFC 5322's reading
         when = when.replace(tzinfo=timezone.utc)
-    seconds = when.timestamp() - now
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    wait = when.timestamp() - now
+    return max(0.0, wait) if math.isfinite(wait) else None

@@ -1,25 +1,27 @@
 """`MosaicAuth`'s settings: its arguments, each checked in one place, and the parts built
 from them.
 
-`ConfiguredAuth` takes the arguments and builds what the request flow uses; `MosaicAuth`
-adds the flow. `seconds` checks a number of seconds, for `RedisTokenCache` too.
+`ConfiguredAuth` takes the arguments (or, in `from_env`, the environment's) and builds what
+the request flow uses, and answers what reading them answers: the token URL, the resource for
+a URL, the counters, a repr. `MosaicAuth` adds the flow, `get_token` and closing.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._cache import TokenCache
+from ._checks import seconds
 from ._client_auth import client_authentication
 from ._endpoint import TokenEndpoint
+from ._environment import EnvironmentSettings
 from ._exceptions import ConfigurationError
 from ._fork import on_fork_in_child
 from ._loops.tasks import loop_alive
-from ._retry import RetryPolicy
+from ._retry import Retry
 from ._routing import ResourceRouter
 from ._security import refuse_proxy_in_clear
 from ._store import TokenStore
@@ -27,21 +29,24 @@ from ._sync_bridge import SyncBridge
 from ._telemetry import Telemetry
 from ._token_states import TokenStates
 from ._urls import mosaic_urls
+from .cache import TokenCache
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import ModuleType
 
-    from ._client_auth import ClientAuthMethod, PrivateKey
-    from ._telemetry import AuthEvent
+    from typing_extensions import Self
 
-# The retry settings' defaults are the policy's own.
-_RETRY = RetryPolicy()
+    from ._client_auth import ClientAuthMethod, PrivateKey
+    from ._telemetry import AuthEvent, AuthStats
+
+_DEFAULT_RETRY = Retry()
 
 
 class ConfiguredAuth:
     """What a `MosaicAuth` is made of, built from its arguments once each is checked (see
-    `MosaicAuth` for them): the base of `MosaicAuth`, which adds the request flow."""
+    `MosaicAuth` for them), and what reading them answers: the base of `MosaicAuth`, which
+    adds the request flow."""
 
     # The HTTP library: its clients make the token requests, and its requests are the ones the
     # flow sees. `mosaic_httpx_auth.httpx2.MosaicAuth` puts httpx2 here.
@@ -74,21 +79,17 @@ class ConfiguredAuth:
         resources: Mapping[str, str | None] | None = None,
         leeway: float = 60.0,
         refresh_window: float = 300.0,
-        max_attempts: int = _RETRY.max_attempts,
-        backoff: float = _RETRY.backoff,
-        max_retry_after: float = _RETRY.max_retry_after,
-        timeout: float = _RETRY.timeout,
+        retry: Retry = _DEFAULT_RETRY,
         http_client: httpx.AsyncClient | None = None,
         cache: TokenCache | None = None,
         on_event: Callable[[AuthEvent], object] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _check_types(self._http, client_id, max_attempts, http_client, cache)
+        _check_types(self._http, client_id, retry, http_client, cache)
         self.base_url, token_url = _endpoints(self._http, region, base_url, token_url, http_client)
         # Tokens go to the Mosaic hosts configured, and nowhere else a shared client calls.
         self._router = ResourceRouter(resource, resources, base_url=self.base_url, http=self._http)
         self._telemetry = Telemetry(on_event)
-        retry = _retry_policy(max_attempts, backoff, max_retry_after, timeout)
         self._endpoint = TokenEndpoint(
             token_url=token_url,
             client_auth=client_authentication(
@@ -112,7 +113,7 @@ class ConfiguredAuth:
         self,
         leeway: float,
         refresh_window: float,
-        retry: RetryPolicy,
+        retry: Retry,
         cache: TokenCache | None,
         clock: Callable[[], float],
         http_client: httpx.AsyncClient | None,
@@ -146,32 +147,58 @@ class ConfiguredAuth:
         )
         self._sync = SyncBridge(self._states, self._store, own_token_client=http_client is None)
 
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """A `MosaicAuth` configured from environment variables; `overrides` take precedence.
 
-def seconds(name: str, value: float, *, positive: bool = False) -> float:
-    """`value` as seconds: zero or more, or with `positive` more than zero; else a
-    `ConfigurationError` naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        wanted = "a positive number of seconds" if positive else "a number of seconds"
-    elif not math.isfinite(value) or value < 0 or (positive and value == 0):
-        wanted = "a positive number of seconds" if positive else "zero or more seconds"
-    else:
-        return float(value)
-    raise ConfigurationError(f"{name} must be {wanted}, not {value!r}", setting=name)
+        Reads ``MOSAIC_CLIENT_ID`` (required), ``MOSAIC_CLIENT_SECRET``,
+        ``MOSAIC_PRIVATE_KEY`` (PEM or JWK JSON) or ``MOSAIC_PRIVATE_KEY_FILE``,
+        ``MOSAIC_KEY_ID``, ``MOSAIC_SIGNING_ALGORITHM``, ``MOSAIC_CLIENT_AUTH``,
+        ``MOSAIC_REGION``, ``MOSAIC_BASE_URL``,
+        ``MOSAIC_TOKEN_URL`` and ``MOSAIC_RESOURCE``. A missing or contradictory setting raises
+        a `ConfigurationError` naming the variable, never its value.
+        """
+        settings = EnvironmentSettings(os.environ, overrides)
+        try:
+            return cls(**settings.arguments)
+        except ConfigurationError as error:
+            raise settings.explain(error) from error
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint's URL."""
+        return self._endpoint.token_url
+
+    def __repr__(self) -> str:
+        endpoint = self._endpoint
+        return (
+            f"MosaicAuth(client_id={endpoint.client_id!r}, token_url={endpoint.token_url!r}, "
+            f"client_auth={endpoint.client_auth.method!r}, resource={self._router.default!r})"
+        )
+
+    def resource_for(self, url: httpx.URL | str) -> str | None:
+        """The resource whose token a request to `url` carries."""
+        return self._router.resource_for(self._http.URL(url))
+
+    def stats(self) -> AuthStats:
+        """Counters of token requests, errors, 401 retries, cache hits and refreshes."""
+        return self._telemetry.stats()
 
 
 def _check_types(
     http: ModuleType,
     client_id: object,
-    max_attempts: object,
+    retry: object,
     http_client: object,
     cache: object,
 ) -> None:
     """Refuse an argument of a type `MosaicAuth` cannot use, naming it."""
     if not isinstance(client_id, str) or not client_id:
         raise ConfigurationError("client_id must be a non-empty string", setting="client_id")
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+    if not isinstance(retry, Retry):
         raise ConfigurationError(
-            f"max_attempts must be 1 or more, not {max_attempts!r}", setting="max_attempts"
+            "retry must be a mosaic_httpx_auth.Retry, such as Retry(max_attempts=5)",
+            setting="retry",
         )
     if http_client is not None and not isinstance(http_client, http.AsyncClient):
         raise ConfigurationError(
@@ -199,15 +226,3 @@ def _endpoints(
         # obeys the environment's proxies, unless told not to.
         refuse_proxy_in_clear(http.URL(token_url), "client credentials", setting="token_url")
     return base_url, token_url
-
-
-def _retry_policy(
-    max_attempts: int, backoff: float, max_retry_after: float, timeout: float
-) -> RetryPolicy:
-    """How a token fetch retries, each number of seconds checked."""
-    return RetryPolicy(
-        max_attempts=max_attempts,
-        backoff=seconds("backoff", backoff),
-        max_retry_after=seconds("max_retry_after", max_retry_after),
-        timeout=seconds("timeout", timeout, positive=True),
-    )

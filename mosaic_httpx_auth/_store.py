@@ -17,21 +17,21 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from ._cache import CacheKey, CacheLease
 from ._exceptions import MosaicAuthError, TokenRequestError
 from ._loops.tasks import current_loop, start_detached
 from ._messages import for_resource
 from ._telemetry import AuthEvent, logger
 from ._token_states import Refusal
+from .cache import CacheKey, CacheLease
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from ._cache import TokenCache
     from ._endpoint import TokenEndpoint
     from ._telemetry import Telemetry
     from ._token import AccessToken
     from ._token_states import Flight, TokenStates, Waiter
+    from .cache import TokenCache
 
 _T = TypeVar("_T")
 
@@ -269,7 +269,7 @@ class TokenStore:
         async def renew() -> None:
             while True:
                 # Real time, as leases lapse in real time.
-                await anyio.sleep(cache.lease / 3)
+                await anyio.sleep(cache.lease_seconds / 3)
                 await self._shared(cache.renew, key, lease)
 
         async with anyio.create_task_group() as tasks:
@@ -370,7 +370,7 @@ class TokenStore:
                     return outcome, None
                 passing_over = outcome  # refused, or due for refresh: claim the lease instead
                 continue
-            if waited >= FLEET_WAIT_LIMIT * cache.lease:
+            if waited >= FLEET_WAIT_LIMIT * cache.lease_seconds:
                 # A holder renewing its lease for this long is stuck, or the cache keeps
                 # handing back a token passed over: better a token request of our own.
                 logger.warning(
@@ -436,4 +436,4 @@ class TokenStore:
         endpoint = self._endpoint
         # The first in the process takes a worker thread tens of milliseconds.
         cache_secret = await endpoint.client_auth.cache_secret(endpoint.token_url)
-        return CacheKey(endpoint.token_url, endpoint.client_id, resource, credential=cache_secret)
+        return CacheKey(endpoint.token_url, endpoint.client_id, resource, cache_secret=cache_secret)

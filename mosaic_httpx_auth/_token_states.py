@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._exceptions import MosaicAuthError
-    from ._retry import RetryPolicy
+    from ._retry import Retry
     from ._token import AccessToken
 
 # The longest a Retry-After holds every token request back: a wrong date or a broken proxy
@@ -286,7 +286,7 @@ class TokenStates:
         *,
         leeway: float,
         refresh_window: float,
-        retry: RetryPolicy,
+        retry: Retry,
         clock: Callable[[], float],
         monotonic: Callable[[], float],
         owner_alive: Callable[[object], bool] = lambda owner: True,

@@ -26,13 +26,13 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import anyio
 
-from ._cache import DEFAULT_LEASE, CacheLease
+from ._checks import seconds
 from ._exceptions import ConfigurationError, TokenCacheError
 from ._loops.tasks import asyncio_loop, current_loop
 from ._loops.thread import LoopThread
 from ._redis_entries import EncryptionKey, SealedEntries, token_id
-from ._settings import seconds
 from ._telemetry import logger
+from .cache import DEFAULT_LEASE_SECONDS, CacheLease
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -40,9 +40,9 @@ if sys.version_info < (3, 11):
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from ._cache import CacheKey
     from ._redis_entries import EntryNames
     from ._token import AccessToken
+    from .cache import CacheKey
 
     Evaluate = Callable[[str, list[str], list[str]], Awaitable[Any]]
 
@@ -132,7 +132,7 @@ class RedisTokenCache:
             joserfc ``OctKey`` instead (needed with ``tls_client_auth``), or a list of them to
             rotate keys: the first seals, all open. Such a key is a credential: keep it as you
             keep the client secret.
-        lease: Seconds a process may hold the right to fetch a token for the fleet. The
+        lease_seconds: Seconds a process may hold the right to fetch a token for the fleet. The
             others wait for its token at most this long if it dies mid-fetch.
         timeout: Seconds each Redis call may take, connecting included. Past it Redis is
             treated as down: tokens are fetched directly, and Redis is tried again later.
@@ -144,10 +144,10 @@ class RedisTokenCache:
         *,
         prefix: str = DEFAULT_PREFIX,
         encryption_key: EncryptionKey | Sequence[EncryptionKey] | None = None,
-        lease: float = DEFAULT_LEASE,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        lease = seconds("lease", lease, positive=True)
+        lease_seconds = seconds("lease_seconds", lease_seconds, positive=True)
         timeout = seconds("timeout", timeout, positive=True)
         self._client = client
         self._evaluate = _evaluator(client, timeout)
@@ -156,9 +156,9 @@ class RedisTokenCache:
         self.needs_credential = encryption_key is None
         """Whether tokens are sealed with a key derived from each client's credential: then
         a client whose credential is not in the process (``tls_client_auth``) cannot use it."""
-        self.lease = lease
+        self.lease_seconds = lease_seconds
         """Seconds a lease lasts unless its holder renews it."""
-        self._lease_ms = str(max(1, round(lease * 1000)))
+        self._lease_ms = str(max(1, round(lease_seconds * 1000)))
         self._timeout = timeout
 
     @classmethod
@@ -168,7 +168,7 @@ class RedisTokenCache:
         *,
         prefix: str = DEFAULT_PREFIX,
         encryption_key: EncryptionKey | Sequence[EncryptionKey] | None = None,
-        lease: float = DEFAULT_LEASE,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> RedisTokenCache:
         """A cache on the Redis server at `url` (``redis://``, ``rediss://`` or ``unix://``),
@@ -185,7 +185,11 @@ class RedisTokenCache:
         """
         client = _OwnedClient(url, timeout=timeout)
         return cls(
-            client, prefix=prefix, encryption_key=encryption_key, lease=lease, timeout=timeout
+            client,
+            prefix=prefix,
+            encryption_key=encryption_key,
+            lease_seconds=lease_seconds,
+            timeout=timeout,
         )
 
     def __repr__(self) -> str:
@@ -235,7 +239,7 @@ class RedisTokenCache:
         await self._run(_STORE, [names.token, names.lease], [value, ttl_ms, lease.holder])
 
     async def renew(self, key: CacheKey, lease: CacheLease) -> None:
-        """Hold `lease` for another `self.lease` seconds from now, if it is still held."""
+        """Hold `lease` for another `self.lease_seconds` from now, if it is still held."""
         await self._run(_RENEW, [self._entries.names(key).lease], [lease.holder, self._lease_ms])
 
     async def release(self, key: CacheKey, lease: CacheLease) -> None:

@@ -7,7 +7,7 @@ process of a fleet in step:
 - ``setup {JSON}``: a new `MosaicAuth` (cold: no token yet) with a `RedisTokenCache`, and an
   API client using it, replacing any before; answers ``ready``. The JSON gives ``base_url``
   (the served emulator), ``redis_url``, ``client_id``, ``client_secret``, ``routes`` (API
-  paths to the resources their requests need), and optionally the cache's ``lease`` and
+  paths to the resources their requests need), and optionally the cache's ``lease_seconds`` and
   ``timeout``.
 - ``burst N``: N concurrent API requests, spread over the routes; answers with a report.
 - ``stream``: starts a steady stream of requests in the background; answers ``streaming``.
@@ -63,7 +63,7 @@ class Session:
     def __init__(self, settings: dict[str, Any], warnings: WarningLog) -> None:
         routes: dict[str, str] = settings["routes"]
         base_url: str = settings["base_url"]
-        cache_options = {k: settings[k] for k in ("lease", "timeout") if k in settings}
+        cache_options = {k: settings[k] for k in ("lease_seconds", "timeout") if k in settings}
         self._auth = MosaicAuth(
             settings["client_id"],
             settings["client_secret"],

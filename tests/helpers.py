@@ -13,8 +13,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from mosaic_httpx_auth import AccessToken, CacheKey, MosaicAuth, TokenCache
-from mosaic_httpx_auth._cache import CacheLease
+from mosaic_httpx_auth import AccessToken, MosaicAuth
 from mosaic_httpx_auth._client_auth import (
     SCRYPT_N,
     SCRYPT_P,
@@ -24,10 +23,11 @@ from mosaic_httpx_auth._client_auth import (
     derive_cache_secret,
 )
 from mosaic_httpx_auth._endpoint import TokenEndpoint
-from mosaic_httpx_auth._retry import RetryPolicy
+from mosaic_httpx_auth._retry import Retry
 from mosaic_httpx_auth._store import TokenStore
 from mosaic_httpx_auth._telemetry import Telemetry
 from mosaic_httpx_auth._token_states import TokenStates
+from mosaic_httpx_auth.cache import CacheKey, CacheLease, TokenCache
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -50,7 +50,7 @@ def cache_key(resource: str | None) -> CacheKey:
     """The shared cache's key for the test client's token for `resource`."""
     salt = cache_secret_salt(TOKEN_URL, CLIENT_ID)
     credential = derive_cache_secret(CLIENT_SECRET.encode(), salt)
-    return CacheKey(TOKEN_URL, CLIENT_ID, resource, credential=credential)
+    return CacheKey(TOKEN_URL, CLIENT_ID, resource, cache_secret=credential)
 
 
 def scrypt_of(
@@ -185,7 +185,7 @@ def token_store(
     """A token store asking `http_client` for tokens with the retry `policy`, waiting between
     attempts (and for a shared `cache`'s lease holder) with `sleep` instead of real time, and
     measuring pauses on `monotonic` (by default `clock`)."""
-    retry = RetryPolicy(**policy)
+    retry = Retry(**policy)
     endpoint = TokenEndpoint(
         token_url=TOKEN_URL,
         client_auth=ClientSecretPost(client_id, client_secret),

@@ -12,10 +12,10 @@ import pytest
 
 from mosaic_httpx_auth import (
     AccessToken,
-    CacheKey,
     ConfigurationError,
     MemoryTokenCache,
     MosaicAuth,
+    Retry,
     TokenRequestError,
     UnsupportedClientError,
 )
@@ -24,6 +24,8 @@ from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, TOKEN_URL, VERIFY, FakeCloc
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from mosaic_httpx_auth.cache import CacheKey
 
 pytestmark = pytest.mark.anyio
 
@@ -408,7 +410,7 @@ async def test_a_401_during_a_refresh_gets_the_full_retry_policy(
 ) -> None:
     """A request refused while a refresh is under way waits on that refresh, which then
     retries its 503 with every attempt allowed instead of failing the request."""
-    auth = mosaic.auth(backoff=0)
+    auth = mosaic.auth(retry=Retry(backoff=0))
     async with mosaic.api_client(auth) as client:
         await client.get(f"{API}/cis/v1/x")
         clock.advance(3600 - 60 - 100)
@@ -588,12 +590,46 @@ async def test_secret_and_tokens_stay_out_of_logs_and_reprs(
         ({"token_url": "ftp://host/token"}, "token_url"),
         ({"resources": {"risk": RISK}}, "resources"),
         ({"http_client": object()}, "http_client"),
+        ({"retry": 3}, "retry must be a mosaic_httpx_auth.Retry"),
     ],
 )
 def test_bad_settings_are_refused(options: dict[str, object], message: str) -> None:
     """Settings MosaicAuth cannot work with raise a ConfigurationError naming the setting."""
     with pytest.raises(ConfigurationError, match=message):
         MosaicAuth(CLIENT_ID, CLIENT_SECRET, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be 1 or more, not 0"),
+        ({"max_attempts": 2.0}, "max_attempts must be 1 or more"),
+        ({"max_attempts": True}, "max_attempts must be 1 or more"),
+        ({"backoff": -1}, "backoff must be zero or more seconds"),
+        ({"max_retry_after": float("inf")}, "max_retry_after must be zero or more seconds"),
+        ({"attempt_timeout": 0}, "attempt_timeout must be a positive number of seconds"),
+        ({"attempt_timeout": "10"}, "attempt_timeout must be a positive number of seconds"),
+    ],
+)
+def test_a_retry_policy_it_cannot_follow_is_refused_when_made(
+    options: dict[str, object], message: str
+) -> None:
+    """`Retry` checks each number as it is made, naming the setting; the numbers it keeps
+    are floats (seconds) and an int (attempts)."""
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        Retry(**options)  # type: ignore[arg-type]
+    assert caught.value.setting == next(iter(options))
+    retry = Retry(max_attempts=5, backoff=1, max_retry_after=0, attempt_timeout=2)
+    assert retry == Retry(max_attempts=5, backoff=1.0, max_retry_after=0.0, attempt_timeout=2.0)
+    assert isinstance(retry.backoff, float)
+
+
+def test_the_retry_policy_given_is_the_one_followed() -> None:
+    """`retry=Retry(...)` sets how the fetch retries; without it, the defaults."""
+    retry = Retry(max_attempts=7, backoff=0.25, max_retry_after=5, attempt_timeout=3)
+    assert MosaicAuth(CLIENT_ID, CLIENT_SECRET, retry=retry)._states.retry is retry
+    default = MosaicAuth(CLIENT_ID, CLIENT_SECRET)._endpoint.retry
+    assert default == Retry(max_attempts=3, backoff=0.5, max_retry_after=30, attempt_timeout=10)
 
 
 @pytest.mark.parametrize(("client_id", "client_secret"), [("", "x"), ("x", ""), (None, "x")])

@@ -18,7 +18,6 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, JWKRegistry, RSAKey
 
 from mosaic_httpx_auth import (
-    REGION_HOSTS,
     ConfigurationError,
     MosaicAuth,
     TokenRequestError,
@@ -31,6 +30,7 @@ from mosaic_httpx_auth._client_auth import (
     derive_cache_secret,
     load_private_key,
 )
+from mosaic_httpx_auth._mosaic import REGION_HOSTS
 
 from .helpers import (
     CLIENT_ID,

@@ -18,7 +18,7 @@ import pytest
 from mosaic_httpx_auth import AccessToken, TokenRequestError, TokenResponseError
 from mosaic_httpx_auth._client_auth import ClientSecretBasic, ClientSecretPost
 from mosaic_httpx_auth._endpoint import MAX_RESPONSE_BYTES, TokenEndpoint, parse_token_response
-from mosaic_httpx_auth._retry import RetryPolicy
+from mosaic_httpx_auth._retry import Retry
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, START, TOKEN_URL, FakeClock, make_jwt
 
@@ -391,7 +391,7 @@ async def test_each_attempt_gets_the_configured_timeout_not_httpx_default() -> N
         return httpx.Response(200, json={"access_token": "t", "expires_in": 60})
 
     endpoint = endpoint_answering(handler)
-    endpoint.retry = RetryPolicy(timeout=30.0)
+    endpoint.retry = Retry(attempt_timeout=30.0)
     await endpoint.request_token(None)
     assert seen == [{"connect": 30.0, "read": 30.0, "write": 30.0, "pool": 30.0}]
 

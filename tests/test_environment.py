@@ -13,6 +13,7 @@ import pytest
 from mosaic_httpx_auth import (
     ConfigurationError,
     MosaicAuth,
+    Retry,
     TokenRequestError,
     generate_signing_key,
 )
@@ -213,7 +214,7 @@ async def test_a_ps256_key_file_signs_ps256_when_the_environment_says_so(
     if algorithm is not None:
         setenv(monkeypatch, SIGNING_ALGORITHM=algorithm)
     http_client = httpx.AsyncClient(transport=emulator.transport())
-    auth = MosaicAuth.from_env(http_client=http_client, max_attempts=1, clock=clock)
+    auth = MosaicAuth.from_env(http_client=http_client, retry=Retry(max_attempts=1), clock=clock)
     async with auth:
         if algorithm is None:
             with pytest.raises(TokenRequestError, match="invalid_client"):

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from mosaic_httpx_auth import MosaicAuth, TokenRequestError, generate_signing_key
+from mosaic_httpx_auth import MosaicAuth, Retry, TokenRequestError, generate_signing_key
 from mosaic_httpx_auth._client_auth import ClientSecretPost, PrivateKeyJWT, secret_forms
 from mosaic_httpx_auth._endpoint import TokenEndpoint
 from mosaic_httpx_auth._retry import causes
@@ -142,8 +142,7 @@ def _auth(method: str, token_url: str, base_url: str) -> MosaicAuth:
     settings: dict[str, Any] = {
         "token_url": token_url,
         "base_url": base_url,
-        "max_attempts": 1,
-        "timeout": 0.25,
+        "retry": Retry(max_attempts=1, attempt_timeout=0.25),
     }
     if method == "private_key_jwt":
         return MosaicAuth(CLIENT_ID, private_key=PRIVATE_KEY, **settings)
@@ -346,7 +345,7 @@ async def test_no_secret_is_reachable_from_an_application_transports_failure(
             CLIENT_SECRET,
             client_auth=cast("Any", method),
             http_client=client,
-            max_attempts=1,
+            retry=Retry(max_attempts=1),
         )
         with pytest.raises(TokenRequestError) as caught:
             await auth.get_token()
@@ -364,7 +363,7 @@ async def test_an_unexpected_failure_keeps_where_it_happened() -> None:
         return KeyError("missing key")
 
     async with _app_client(FailingTransport(a_helper_with_a_bug)) as client:
-        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=client, max_attempts=1)
+        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=client, retry=Retry(max_attempts=1))
         with pytest.raises(TokenRequestError) as caught:
             await auth.get_token()
     cause = next(error for error in causes(caught.value) if isinstance(error, KeyError))
@@ -382,7 +381,7 @@ async def test_an_error_the_application_shares_is_left_as_it_was() -> None:
         with pytest.raises(httpx.ReadError):
             await client.get("https://api.transmitsecurity.io/risk/v1/recommendation")
         frames_before = shared.__traceback__
-        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=client, max_attempts=1)
+        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=client, retry=Retry(max_attempts=1))
         with pytest.raises(TokenRequestError):
             await auth.get_token()
     assert shared.args == ("connection lost",)
@@ -428,7 +427,7 @@ async def test_a_refused_token_is_not_on_the_request_a_failed_retry_names() -> N
 
     transport = httpx.MockTransport(handler)
     async with _app_client(transport) as tokens:
-        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=tokens, max_attempts=1)
+        auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, http_client=tokens, retry=Retry(max_attempts=1))
         refused = await auth.get_token()
         async with _app_client(transport) as api:
             with pytest.raises(TokenRequestError) as caught:

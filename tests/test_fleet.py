@@ -218,7 +218,7 @@ class Fleet:
             "routes": dict(routes),
         }
         if lease is not None:
-            settings["lease"] = lease
+            settings["lease_seconds"] = lease
         processes = self._pool.take(count)
         self._processes += processes
         for process in processes:

@@ -14,7 +14,7 @@ import pytest
 
 httpx2 = pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11")
 
-from mosaic_httpx_auth import ConfigurationError, TokenRequestError  # noqa: E402
+from mosaic_httpx_auth import ConfigurationError, Retry, TokenRequestError  # noqa: E402
 from mosaic_httpx_auth.httpx2 import MosaicAuth  # noqa: E402
 
 from .helpers import RISK, FakeClock  # noqa: E402
@@ -135,7 +135,7 @@ def test_an_unreachable_token_endpoint_is_retried_and_named(clock: FakeClock) ->
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    with MosaicAuth("id", "secret", base_url=url, backoff=0, clock=clock) as auth:
+    with MosaicAuth("id", "secret", base_url=url, retry=Retry(backoff=0), clock=clock) as auth:
         with pytest.raises(TokenRequestError, match="the connection was refused"):
             auth.get_token_sync()
         assert auth.stats().token_requests == 3

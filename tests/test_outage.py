@@ -19,9 +19,8 @@ import httpx
 import pytest
 from anyio.lowlevel import checkpoint
 
-from mosaic_httpx_auth import MosaicAuth, TokenRequestError
+from mosaic_httpx_auth import MosaicAuth, Retry, TokenRequestError
 from mosaic_httpx_auth import _endpoint as endpoint_module
-from mosaic_httpx_auth._retry import RetryPolicy
 
 from .helpers import RISK, FakeClock, token_store
 
@@ -91,7 +90,7 @@ def store_for(
 def no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backoff waits its whole ceiling (0.5, 1, 2, 4, 8 s), so that counts are exact."""
     monkeypatch.setattr(
-        RetryPolicy, "delay", lambda self, attempt: min(8.0, self.backoff * 2 ** (attempt - 1))
+        Retry, "delay", lambda self, attempt: min(8.0, self.backoff * 2 ** (attempt - 1))
     )
 
 
@@ -244,7 +243,7 @@ def served(mosaic_emulator: MosaicEmulator) -> Iterator[tuple[MosaicEmulator, st
 
 def served_auth(emulator: MosaicEmulator, url: str, **options: Any) -> MosaicAuth:
     client = emulator.register_client(resources=[RISK])
-    options.setdefault("backoff", 0.05)
+    options.setdefault("retry", Retry(backoff=0.05))
     return MosaicAuth(
         client.client_id, client.client_secret, base_url=url, resource=RISK, **options
     )

@@ -8,11 +8,11 @@ import mosaic_httpx_auth
 from mosaic_httpx_auth import (
     ConfigurationError,
     MosaicAuthError,
-    TokenCacheError,
     TokenRequestError,
     TokenResponseError,
     UnsupportedClientError,
 )
+from mosaic_httpx_auth.cache import TokenCacheError
 
 
 def test_all_is_exactly_the_public_surface() -> None:

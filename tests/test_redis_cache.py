@@ -28,16 +28,9 @@ from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
-from mosaic_httpx_auth import (
-    AccessToken,
-    CacheKey,
-    CacheLease,
-    ConfigurationError,
-    MosaicAuth,
-    TokenCacheError,
-    TokenRequestError,
-)
+from mosaic_httpx_auth import AccessToken, ConfigurationError, MosaicAuth, TokenRequestError
 from mosaic_httpx_auth._redis_entries import _REGISTRY, _key_id
+from mosaic_httpx_auth.cache import CacheKey, CacheLease, TokenCacheError
 from mosaic_httpx_auth.redis import RedisTokenCache
 
 from .helpers import (
@@ -120,7 +113,7 @@ async def test_one_process_holds_the_lease_until_it_stores_or_releases(redis_url
 
 async def test_a_lease_lapses_by_itself(redis_url: str, redis_server: RedisServer) -> None:
     """A lease is stored with its lifetime, so a holder that dies frees it when it lapses."""
-    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, lease=30)
+    cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, lease_seconds=30)
     assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
     [lease_key] = keys(redis_server)
     assert lease_key.endswith(":lease")
@@ -210,7 +203,7 @@ async def test_two_clients_with_one_id_and_different_secrets_never_share(
     secrets, two clients have entries of their own (even sharing an encryption key)."""
     cache = RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, encryption_key=b"k" * 32)
     await stored(cache, cache_key(RISK), a_token())
-    other = CacheKey(TOKEN_URL, CLIENT_ID, RISK, credential=os.urandom(32))
+    other = CacheKey(TOKEN_URL, CLIENT_ID, RISK, cache_secret=os.urandom(32))
     assert isinstance(await cache.claim(other, passing_over=None), CacheLease)
     assert len(keys(redis_server)) == 2  # a token, and the other client's lease
 
@@ -223,7 +216,7 @@ async def test_the_default_key_is_derived_from_the_credential(
     token = a_token()
     await stored(RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE), cache_key(RISK), token)
     sealed = redis_server.dump().split(b"\n")[-1].decode().partition(".")[2]
-    credential = cache_key(RISK).credential
+    credential = cache_key(RISK).cache_secret
     assert credential is not None
     derived = OctKey.import_key(hmac.digest(credential, b"token encryption", "sha256"))
     opened = jwe.decrypt_compact(sealed, derived, registry=_REGISTRY).plaintext
@@ -370,7 +363,7 @@ async def test_a_busy_event_loop_does_not_make_redis_seem_down(redis_url: str) -
         ({"encryption_key": b"short"}, "32 random bytes"),
         ({"encryption_key": OctKey.generate_key(128)}, "256 bits"),
         ({"encryption_key": []}, "at least one key"),
-        ({"lease": 0}, "lease must be a positive"),
+        ({"lease_seconds": 0}, "lease_seconds must be a positive"),
         ({"timeout": True}, "timeout must be a positive"),
     ],
 )
@@ -598,7 +591,7 @@ async def test_a_lease_is_renewed_only_by_its_holder(
 ) -> None:
     """Renewing extends the holder's lease; a lease that went to another is left alone."""
     cache, key = (
-        RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, lease=30),
+        RedisTokenCache.from_url(redis_url, timeout=SLOW_MACHINE, lease_seconds=30),
         cache_key(RISK),
     )
     lease = await cache.claim(key, passing_over=None)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mosaic_httpx_auth import CacheLease, TokenCacheError
+from mosaic_httpx_auth.cache import CacheLease, TokenCacheError
 from mosaic_httpx_auth.redis import RedisTokenCache, _checking_host_names
 from mosaic_httpx_auth.testing._tls import write_server_certificate
 

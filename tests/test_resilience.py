@@ -16,15 +16,8 @@ import anyio
 import httpx
 import pytest
 
-from mosaic_httpx_auth import (
-    AccessToken,
-    AuthEvent,
-    CacheKey,
-    CacheLease,
-    TokenRequestError,
-    TokenResponseError,
-)
-from mosaic_httpx_auth._retry import MAX_BACKOFF, RetryPolicy, retry_after_seconds
+from mosaic_httpx_auth import AccessToken, AuthEvent, TokenRequestError, TokenResponseError
+from mosaic_httpx_auth._retry import MAX_BACKOFF, Retry, retry_after_seconds
 from mosaic_httpx_auth.testing import MosaicEmulator
 
 from .helpers import RISK, START, FakeClock, FakeMosaic, token_store
@@ -33,6 +26,7 @@ if TYPE_CHECKING:
     from joserfc.jwk import RSAKey
 
     from mosaic_httpx_auth._store import TokenStore
+    from mosaic_httpx_auth.cache import CacheKey, CacheLease
     from mosaic_httpx_auth.testing import RegisteredClient
 
 if sys.version_info < (3, 11):
@@ -112,7 +106,7 @@ async def test_a_slow_answer_times_out_and_is_retried(
 ) -> None:
     """An attempt slower than `timeout` is abandoned and the next attempt gets the token."""
     emulator.delay_next_token_requests(30)
-    store = store_for(emulator, client, Sleeps(), clock, timeout=0.05)
+    store = store_for(emulator, client, Sleeps(), clock, attempt_timeout=0.05)
     with anyio.fail_after(5):
         token = await store.token(None)
     assert token.claims["aud"] == "userid-api"
@@ -124,7 +118,7 @@ async def test_a_fetch_is_bounded_by_its_attempts(
 ) -> None:
     """Slow answers on every attempt fail the fetch after max_attempts timeouts, not later."""
     emulator.delay_next_token_requests(30, count=3)
-    store = store_for(emulator, client, Sleeps(), clock, timeout=0.05)
+    store = store_for(emulator, client, Sleeps(), clock, attempt_timeout=0.05)
     with anyio.fail_after(5), pytest.raises(TokenRequestError, match="did not answer within"):
         await store.token(None)
     assert emulator.token_requests == {None: 3}
@@ -211,7 +205,7 @@ async def test_a_retry_after_beyond_the_limit_fails_at_once(
 
 def test_backoff_doubles_up_to_a_ceiling_with_full_jitter() -> None:
     """The wait after attempt n is drawn from [0, backoff * 2^(n-1)], capped at MAX_BACKOFF."""
-    policy = RetryPolicy(backoff=0.5)
+    policy = Retry(backoff=0.5)
     assert [policy.delay(n, jitter=lambda: 1.0) for n in (1, 2, 3, 4, 5, 6)] == [
         0.5,
         1.0,
@@ -221,7 +215,7 @@ def test_backoff_doubles_up_to_a_ceiling_with_full_jitter() -> None:
         MAX_BACKOFF,
     ]
     assert policy.delay(3, jitter=lambda: 0.25) == 0.5
-    assert RetryPolicy(backoff=0).delay(3) == 0
+    assert Retry(backoff=0).delay(3) == 0
 
 
 @pytest.mark.parametrize(
@@ -321,7 +315,7 @@ async def test_a_failed_refresh_keeps_serving_the_valid_token(
 ) -> None:
     """When a refresh fails, the still-valid token is served, a warning logged, and the
     token endpoint is not asked again for a few seconds."""
-    auth = emulator.auth(client, clock=clock, max_attempts=1)
+    auth = emulator.auth(client, clock=clock, retry=Retry(max_attempts=1))
     old = await auth.get_token()
     clock.advance(3600 - 60 - 100)
     emulator.fail_next_token_requests(status=503, count=5)
@@ -347,7 +341,7 @@ async def test_an_expired_token_is_not_served_when_the_endpoint_fails(
     emulator: MosaicEmulator, client: RegisteredClient, clock: FakeClock
 ) -> None:
     """Stale-if-error ends with usability: past the leeway, the fetch error reaches the caller."""
-    auth = emulator.auth(client, clock=clock, max_attempts=1)
+    auth = emulator.auth(client, clock=clock, retry=Retry(max_attempts=1))
     await auth.get_token()
     clock.advance(3600 - 59)
     emulator.fail_next_token_requests(status=503)
@@ -361,7 +355,7 @@ async def test_an_expired_token_is_not_served_when_the_endpoint_fails(
 class BrokenCache:
     """A shared cache that is down."""
 
-    lease = 10.0
+    lease_seconds = 10.0
 
     async def claim(
         self, key: CacheKey, *, passing_over: AccessToken | None
@@ -416,7 +410,7 @@ async def test_stats_and_events_describe_what_happened(
     """stats() counts requests, errors, 401 retries and cache hits; on_event sees each event."""
     events: list[AuthEvent] = []
     emulator.fail_next_token_requests(status=503)
-    auth = emulator.auth(client, clock=clock, backoff=0, on_event=events.append)
+    auth = emulator.auth(client, clock=clock, retry=Retry(backoff=0), on_event=events.append)
     async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
         for _ in range(3):
             await http.get(f"{API}/cis/v1/users")
@@ -464,7 +458,7 @@ async def test_nothing_secret_reaches_logs_reprs_or_errors(
     caplog.set_level(logging.DEBUG)
     events: list[AuthEvent] = []
     tokens: list[str] = []
-    auth = emulator.auth(client, clock=clock, backoff=0, on_event=events.append)
+    auth = emulator.auth(client, clock=clock, retry=Retry(backoff=0), on_event=events.append)
     errors: list[BaseException] = []
     async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
         emulator.fail_next_token_requests(status=503)
@@ -499,7 +493,7 @@ async def test_a_refresh_nobody_waits_for_is_one_attempt(
 ) -> None:
     """A refresh makes one attempt, without retries or waits, and the still-valid token goes
     on being served when it fails."""
-    auth = emulator.auth(client, clock=clock, max_attempts=3)
+    auth = emulator.auth(client, clock=clock, retry=Retry(max_attempts=3))
     old = await auth.get_token()
     clock.advance(3600 - 60 - 100)
     emulator.fail_next_token_requests(status=503, headers={"Retry-After": "1"}, count=3)

@@ -17,15 +17,14 @@ import pytest
 
 from mosaic_httpx_auth import (
     AuthEvent,
-    CacheLease,
     ConfigurationError,
     MemoryTokenCache,
     MosaicAuth,
     TokenRequestError,
 )
-from mosaic_httpx_auth._cache import DEFAULT_LEASE
 from mosaic_httpx_auth._store import CACHE_PAUSE_FIRST, FLEET_POLL_LONGEST, FLEET_WAIT_LIMIT
 from mosaic_httpx_auth._telemetry import Telemetry
+from mosaic_httpx_auth.cache import DEFAULT_LEASE_SECONDS, CacheLease
 
 from .helpers import (
     CLIENT_ID,
@@ -39,8 +38,9 @@ from .helpers import (
 )
 
 if TYPE_CHECKING:
-    from mosaic_httpx_auth import AccessToken, CacheKey
+    from mosaic_httpx_auth import AccessToken
     from mosaic_httpx_auth._store import TokenStore
+    from mosaic_httpx_auth.cache import CacheKey
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +101,7 @@ async def test_a_lease_whose_holder_died_lapses_and_a_waiter_fetches(
     sleeps: list[float] = []
     await store_on(mosaic, cache, sleeps).token(RISK)
     assert mosaic.token_requests[RISK] == 1
-    assert DEFAULT_LEASE <= sum(sleeps) <= DEFAULT_LEASE + FLEET_POLL_LONGEST
+    assert DEFAULT_LEASE_SECONDS <= sum(sleeps) <= DEFAULT_LEASE_SECONDS + FLEET_POLL_LONGEST
     assert await cached_token(cache, RISK) is not None  # and stored it for the others
 
 
@@ -364,7 +364,7 @@ async def test_a_fetched_token_is_stored_for_the_fleet_before_it_is_used_here(
 async def test_a_holder_renews_its_lease_while_its_token_request_lasts(mosaic: FakeMosaic) -> None:
     """A token request slower than the lease does not let the lease lapse: no other process
     starts a second request while the holder is still waiting for its answer."""
-    cache = MemoryTokenCache(lease=0.5)  # real time: leases lapse in real time
+    cache = MemoryTokenCache(lease_seconds=0.5)  # real time: leases lapse in real time
     mosaic.gate = anyio.Event()
     auth = mosaic.auth(cache=cache, resource=RISK)
     async with anyio.create_task_group() as tasks:
@@ -396,7 +396,11 @@ async def test_a_flight_waits_a_few_leases_at_most_then_fetches_itself(
     with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
         await store_on(mosaic, HeldForever(clock=clock), sleeps).token(RISK)
     assert mosaic.token_requests[RISK] == 1
-    assert FLEET_WAIT_LIMIT * DEFAULT_LEASE <= sum(sleeps) < FLEET_WAIT_LIMIT * DEFAULT_LEASE + 1
+    assert (
+        FLEET_WAIT_LIMIT * DEFAULT_LEASE_SECONDS
+        <= sum(sleeps)
+        < FLEET_WAIT_LIMIT * DEFAULT_LEASE_SECONDS + 1
+    )
     assert "gave up waiting 30 s for another process's token" in caplog.text
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from mosaic_httpx_auth import AuthEvent, MosaicAuth, TokenRequestError, TokenResponseError
+from mosaic_httpx_auth import AuthEvent, MosaicAuth, Retry, TokenRequestError, TokenResponseError
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, FakeClock, make_jwt
 
@@ -249,7 +249,11 @@ async def test_a_huge_token_response_is_cut_off_early(server: _Mosaic) -> None:
     """A 512 MiB answer from the token endpoint is refused after a bounded read."""
     server.huge_token_response = True
     auth = MosaicAuth(
-        CLIENT_ID, CLIENT_SECRET, base_url=server.base_url, resource=RISK, max_attempts=1
+        CLIENT_ID,
+        CLIENT_SECRET,
+        base_url=server.base_url,
+        resource=RISK,
+        retry=Retry(max_attempts=1),
     )
     async with auth:
         with pytest.raises(TokenResponseError, match="more than 256 KiB"):
@@ -262,7 +266,9 @@ def test_two_event_loops_at_once_share_one_fetch_and_its_retries(server: _Mosaic
     flight: its first attempt's 503 is retried for both, and two token requests serve all."""
     server.token_delay = 0.2
     server.failures_left = 1
-    auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, base_url=server.base_url, resource=RISK, backoff=0)
+    auth = MosaicAuth(
+        CLIENT_ID, CLIENT_SECRET, base_url=server.base_url, resource=RISK, retry=Retry(backoff=0)
+    )
     statuses: list[int] = []
     started = threading.Barrier(2)
 

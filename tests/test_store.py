@@ -12,12 +12,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
 
-from mosaic_httpx_auth import (
-    AccessToken,
-    MemoryTokenCache,
-    MosaicAuth,
-    TokenRequestError,
-)
+from mosaic_httpx_auth import AccessToken, MemoryTokenCache, MosaicAuth, Retry, TokenRequestError
 
 from .helpers import (
     CLIENT_ID,
@@ -159,7 +154,7 @@ async def test_callers_cancelled_while_waiting_leave_the_store_usable(mosaic: Fa
 async def test_a_failed_fetch_is_not_cached_and_waiters_try_again(mosaic: FakeMosaic) -> None:
     """When the fetch fails, its caller gets the error and the next caller fetches anew."""
     mosaic.queued_responses.append(httpx.Response(503, json={"message": "down", "error_code": 503}))
-    auth = mosaic.auth(max_attempts=1)
+    auth = mosaic.auth(retry=Retry(max_attempts=1))
     with pytest.raises(TokenRequestError) as caught:
         await auth.get_token()
     assert (caught.value.status_code, caught.value.error_description) == (503, "down")
@@ -245,7 +240,7 @@ async def test_each_waiter_on_a_failed_fetch_gets_an_exception_of_its_own(
     exception object of its own, whose traceback holds only its own frames."""
     mosaic.gate = anyio.Event()
     mosaic.queued_responses.append(httpx.Response(503, json={"message": "down", "error_code": 503}))
-    auth = mosaic.auth(max_attempts=1)
+    auth = mosaic.auth(retry=Retry(max_attempts=1))
     errors: list[TokenRequestError] = []
     async with anyio.create_task_group() as tasks:
         for _ in range(300):
@@ -308,7 +303,10 @@ async def test_the_token_client_is_built_off_the_event_loop(
 
     monkeypatch.setattr(httpx.AsyncClient, "__init__", recording_init)
     auth = MosaicAuth(
-        CLIENT_ID, CLIENT_SECRET, token_url="http://127.0.0.1:9/oidc/token", max_attempts=1
+        CLIENT_ID,
+        CLIENT_SECRET,
+        token_url="http://127.0.0.1:9/oidc/token",
+        retry=Retry(max_attempts=1),
     )
     with pytest.raises(TokenRequestError):
         await auth.get_token()

@@ -24,6 +24,7 @@ from mosaic_httpx_auth import (
     AccessToken,
     MemoryTokenCache,
     MosaicAuth,
+    Retry,
     TokenRequestError,
     UnsupportedClientError,
 )
@@ -51,7 +52,7 @@ def auth(client: RegisteredClient, mosaic_url: str, clock: FakeClock) -> Iterato
         client.client_secret,
         resource=RISK,
         clock=clock,
-        backoff=0,
+        retry=Retry(backoff=0),
     ) as auth:
         yield auth
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mosaic_httpx_auth import AccessToken, TokenRequestError
-from mosaic_httpx_auth._retry import RetryPolicy
+from mosaic_httpx_auth._retry import Retry
 from mosaic_httpx_auth._token_states import (
     REFUSAL_HOLD,
     RETRY_AFTER_HOLD_LIMIT,
@@ -39,7 +39,7 @@ def states(
     return TokenStates(
         leeway=60.0,
         refresh_window=300.0,
-        retry=RetryPolicy(**{"max_attempts": 3, "backoff": 0.0, **policy}),  # type: ignore[arg-type]
+        retry=Retry(**{"max_attempts": 3, "backoff": 0.0, **policy}),  # type: ignore[arg-type]
         clock=clock,
         monotonic=monotonic or clock,
         owner_alive=owner_alive,
@@ -241,7 +241,7 @@ def test_a_transient_failure_holds_the_next_request_until_the_backoff_step(
 ) -> None:
     """After a flight gives up on 503s, the next flight begins only at the backoff's next
     step, and the steps keep growing across flights: one token request per step."""
-    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt: float(attempt))
+    monkeypatch.setattr(Retry, "delay", lambda self, attempt: float(attempt))
     rules = states(clock, max_attempts=1)
     flight = waiter(rules).flight
     error = refusal(status=503)
@@ -622,7 +622,7 @@ def test_the_backoff_never_overflows(clock: FakeClock) -> None:
         assert delay is not None
         assert 0.0 <= delay <= 8.0
         clock.advance(delay)
-    assert RetryPolicy().delay(10_000) <= 8.0
+    assert Retry().delay(10_000) <= 8.0
 
 
 def test_a_flight_closed_by_its_event_loop_sends_other_loops_waiters_to_ask_again(

@@ -13,6 +13,7 @@ from mosaic_httpx_auth import (
     ConfigurationError,
     InsecureTransportError,
     MosaicAuth,
+    Retry,
     TokenRequestError,
 )
 from mosaic_httpx_auth._security import is_loopback
@@ -213,8 +214,7 @@ def test_a_token_endpoint_on_this_machine_is_never_reached_through_a_proxy(
             client.client_secret,
             token_url=f"{url}/oidc/token",
             base_url="https://api.transmitsecurity.io",
-            timeout=1,
-            max_attempts=1,
+            retry=Retry(max_attempts=1, attempt_timeout=1),
         ) as auth:
             assert auth.get_token_sync(timeout=2).token
         with pytest.raises(BlockingIOError):

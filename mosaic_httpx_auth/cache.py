@@ -1,5 +1,10 @@
 """Where tokens live between fetches: the interface a shared cache implements, and one in memory.
 
+Give a cache to `MosaicAuth` as ``cache=``: `MemoryTokenCache` shares tokens between instances
+in one process, `mosaic_httpx_auth.redis.RedisTokenCache` between processes. What follows here
+is for writing a cache of your own: `TokenCache` is the interface, `CacheKey` and `CacheLease`
+are what it is handed, and `TokenCacheError` is what it may raise.
+
 A shared cache is also the fleet's lock. The one flight under way for a resource in a process
 asks it to `claim` the entry: it answers with the token it has, or a `CacheLease` that makes this
 process the one to fetch a token for everybody, or None while another process holds the lease
@@ -15,14 +20,26 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ._checks import seconds
+from ._exceptions import TokenCacheError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._token import AccessToken
 
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "CacheKey",
+    "CacheLease",
+    "MemoryTokenCache",
+    "TokenCache",
+    "TokenCacheError",
+]
+
 # How long a lease lasts unless its holder ends it: longer than a token request takes, short
 # enough that the fleet waits no longer than this for a holder that died mid-fetch.
-DEFAULT_LEASE = 10.0
+DEFAULT_LEASE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +49,11 @@ class CacheKey:
     token_url: str
     client_id: str
     resource: str | None
-    credential: bytes | None = field(default=None, repr=False)
-    """The client's cache secret (`ClientAuthentication.cache_secret`), not its credential:
-    32 bytes that scrypt derives from the client's secret or private key, salted with the token
-    URL and client id, once per process, so that two clients with the same id and different
-    credentials never share a token. None when the credential is not in this process (a TLS
+    cache_secret: bytes | None = field(default=None, repr=False)
+    """The client's cache secret, not its credential: 32 bytes that scrypt derives from the
+    client's secret or private key, salted with the token URL and client id, once per
+    process, so that two clients with the same id and different credentials never share a
+    token. None when the credential is not in this process (a TLS
     client certificate)."""
 
 
@@ -60,7 +77,7 @@ class TokenCache(Protocol):
     requests: tokens are fetched directly until it answers again.
     """
 
-    lease: float
+    lease_seconds: float
     """How long a `CacheLease` lasts, in seconds, unless its holder renews it."""
 
     async def claim(
@@ -71,7 +88,7 @@ class TokenCache(Protocol):
         ...
 
     async def renew(self, key: CacheKey, lease: CacheLease) -> None:
-        """Hold `lease` for another `self.lease` seconds from now, if it is still held: its
+        """Hold `lease` for another `self.lease_seconds` from now, if it is still held: its
         holder is still fetching."""
         ...
 
@@ -96,13 +113,16 @@ class MemoryTokenCache:
 
     Give one instance to every `MosaicAuth` built with the same credentials (say, one per
     short-lived client) and they make one token request per resource between them. A lease
-    lapses `lease` seconds after it was taken or last renewed, by `clock`.
+    lapses `lease_seconds` after it was taken or last renewed, by `clock`.
     """
 
     def __init__(
-        self, *, lease: float = DEFAULT_LEASE, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.lease = lease
+        self.lease_seconds = seconds("lease_seconds", lease_seconds, positive=True)
         self._clock = clock
         self._tokens: dict[CacheKey, AccessToken] = {}
         self._leases: dict[CacheKey, tuple[CacheLease, float]] = {}
@@ -126,15 +146,15 @@ class MemoryTokenCache:
             if held is not None and now < held[1]:
                 return None
             lease = CacheLease()
-            self._leases[key] = (lease, now + self.lease)
+            self._leases[key] = (lease, now + self.lease_seconds)
             return lease
 
     async def renew(self, key: CacheKey, lease: CacheLease) -> None:
-        """Hold `lease` for another `self.lease` seconds from now, if it is still held."""
+        """Hold `lease` for another `self.lease_seconds` from now, if it is still held."""
         with self._lock:
             held = self._leases.get(key)
             if held is not None and held[0] == lease:
-                self._leases[key] = (lease, self._clock() + self.lease)
+                self._leases[key] = (lease, self._clock() + self.lease_seconds)
 
     async def store(
         self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float
