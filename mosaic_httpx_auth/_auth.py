@@ -89,7 +89,7 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
     requires_request_body = False
     requires_response_body = False
     # `ConfiguredAuth` takes the arguments above, checks each, and builds the parts the flow
-    # uses: `_router`, `_states`, `_store`, `_endpoint`, `_telemetry` and `_sync`; `from_env`,
+    # uses: `_router`, `_states`, `_fetcher`, `_endpoint`, `_telemetry` and `_sync`; `from_env`,
     # `token_url`, `resource_for`, `stats` and the repr are there too.
 
     # The request flow, one set of rules for every client. The drivers, `async_auth_flow` and
@@ -107,11 +107,14 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
             self._telemetry.cache_hits += 1
         return resource, token
 
-    def _authorized(self, request: httpx.Request, token: AccessToken) -> bool:
-        """Put `token` on `request`; whether its body can be sent again, should it need to be.
-        Asked before sending: some transports read a streamed body into memory as they send
-        it, and the answer must not depend on the transport."""
+    def _authorize(self, request: httpx.Request, token: AccessToken) -> None:
+        """Put `token` on `request`."""
         request.headers["Authorization"] = token.authorization
+
+    def _replayable(self, request: httpx.Request) -> bool:
+        """Whether `request`'s body can be sent again, should a 401 ask for it. Asked before
+        anything is sent: some transports read a streamed body into memory as they send it,
+        and the answer must not depend on the transport."""
         stream = request.stream
         return isinstance(stream, self._http.ByteStream) or replayable_upload(stream)
 
@@ -144,7 +147,7 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
         # Should no token come, the error names this request: not with a token on it.
         del request.headers["Authorization"]
         token = yield TokenNeeded(resource, request, self._deadline(request), refused)
-        self._authorized(request, token)
+        self._authorize(request, token)
         response = yield request
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)
@@ -155,10 +158,11 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """Set the bearer token, send, and on a 401 to that token retry once with a new one."""
+        replayable = self._replayable(request)
         resource, token = self._cached_token(request)
         if token is None:
             token = await self._token_for_request(resource, request, self._deadline(request))
-        replayable = self._authorized(request, token)
+        self._authorize(request, token)
         response = yield request
         if self._settled(response):
             return
@@ -173,12 +177,13 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
         """As `async_auth_flow`, for `httpx.Client`: a thread that needs a token waits for
         the one fetch under way, which runs on the auth's own event loop thread."""
         self._sync.require_own_token_client()
+        replayable = self._replayable(request)
         resource, token = self._cached_token(request)
         if token is None:
             token = self._sync.token(
                 self._token_for_request, resource, request, self._deadline(request)
             )
-        replayable = self._authorized(request, token)
+        self._authorize(request, token)
         response = yield request
         if self._settled(response):
             return
@@ -188,13 +193,13 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
     async def _fulfil(self, need: Need) -> Any:
         """What `_answered` asked for, awaited on the caller's event loop."""
         if isinstance(need, Refused):
-            return await self._store.refused(*need)
+            return await self._fetcher.refused(*need)
         return await self._token_for_request(*need)
 
     def _fulfil_sync(self, need: Need) -> Any:
         """What `_answered` asked for, on the auth's own event loop thread, this one waiting."""
         if isinstance(need, Refused):
-            return self._sync.run(self._store.refused, *need)
+            return self._sync.run(self._fetcher.refused, *need)
         return self._sync.token(self._token_for_request, *need)
 
     def _deadline(self, request: httpx.Request) -> float | None:
@@ -217,11 +222,11 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
         deadline: float | None = None,
         refused: AccessToken | None = None,
     ) -> AccessToken:
-        """The store's token for `resource`, by `deadline`, other than `refused`. Its failure
+        """The fetcher's token for `resource`, by `deadline`, other than `refused`. Its failure
         names `request` as the one that needed it, as httpx's own errors do; without one, the
         token request, bodiless (its body holds the credentials)."""
         try:
-            return await self._store.token(resource, deadline=deadline, refused=refused)
+            return await self._fetcher.token(resource, deadline=deadline, refused=refused)
         except TokenRequestError as error:
             error.request = request or self._http.Request("POST", self._endpoint.token_url)
             raise
@@ -259,7 +264,7 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
     async def aclose(self) -> None:
         """Stop this event loop's token fetches and close the HTTP client used for them,
         unless the caller owns it."""
-        await self._store.aclose()
+        await self._fetcher.aclose()
 
     def close(self) -> None:
         """For sync code: stop the auth's own event loop thread, its fetches and its token

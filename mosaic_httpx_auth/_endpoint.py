@@ -41,7 +41,7 @@ _ZLIB_WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 class TokenEndpoint:
     """Requests client access tokens from Mosaic's ``/oidc/token`` with client credentials.
 
-    One request per call: retries are the token store's to decide. Without an `http_client`
+    One request per call: retries are the token fetcher's to decide. Without an `http_client`
     it opens one of its own per event loop, as a client's connections belong to the loop that
     opened them, so that one `MosaicAuth` serves one ``asyncio.run`` after another.
     """
@@ -136,7 +136,7 @@ class TokenEndpoint:
                 resource=resource,
             ) from exc
         if not response.is_success:
-            raise self._refusal(response, body, resource, credentials.secrets)
+            raise self._error_answer(response, body, resource, credentials.secrets)
         return parse_token_response(
             body, status_code=response.status_code, resource=resource, requested_at=requested_at
         )
@@ -195,7 +195,7 @@ class TokenEndpoint:
             self._own_clients.set(client)
         return client
 
-    def _refusal(
+    def _error_answer(
         self,
         response: httpx.Response,
         body: bytes,
@@ -419,7 +419,7 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:
-    """The error code and description of a refusal, from either of Mosaic's error shapes."""
+    """The error code and description of an error answer, from either of Mosaic's shapes."""
     fields = _json_object(body)
     if fields is None:
         return None, None

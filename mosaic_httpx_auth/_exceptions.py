@@ -62,7 +62,7 @@ class TokenRequestError(MosaicAuthError, httpx.HTTPError):
     (``{"error": ..., "error_description": ...}``) or its own
     (``{"message": ..., "error_code": ...}``, whose message becomes `error_description`).
     `retry_after` is the wait in seconds the endpoint asked for with ``Retry-After``, if it did;
-    a fetch fails at once when that is longer than `MosaicAuth`'s `max_retry_after`.
+    a fetch fails at once when that is longer than its `Retry.max_retry_after`.
     """
 
     def __init__(

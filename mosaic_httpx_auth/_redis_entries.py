@@ -53,7 +53,7 @@ _REGISTRY = jwe.JWERegistry(
 
 @dataclass(frozen=True, slots=True)
 class EntryNames:
-    """The keys of one entry in the shared store."""
+    """The keys of one entry in Redis."""
 
     token: str
     lease: str

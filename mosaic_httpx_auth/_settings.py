@@ -19,12 +19,12 @@ from ._client_auth import client_authentication
 from ._endpoint import TokenEndpoint
 from ._environment import EnvironmentSettings
 from ._exceptions import ConfigurationError
+from ._fetcher import TokenFetcher
 from ._fork import on_fork_in_child
 from ._loops.tasks import loop_alive
 from ._retry import Retry
 from ._routing import ResourceRouter
 from ._security import refuse_proxy_in_clear
-from ._store import TokenStore
 from ._sync_bridge import SyncBridge
 from ._telemetry import Telemetry
 from ._token_states import TokenStates
@@ -57,8 +57,8 @@ class ConfiguredAuth:
     _telemetry: Telemetry
     _endpoint: TokenEndpoint  # the token requests
     _states: TokenStates  # each resource's token, and the rules it lives by
-    _store: TokenStore  # drives the states on the caller's event loop
-    _sync: SyncBridge  # how sync callers reach the store
+    _fetcher: TokenFetcher  # drives the states on the caller's event loop
+    _sync: SyncBridge  # how sync callers reach the fetcher
     # Holds, pauses and deadlines are measured on a monotonic clock, which a wall clock set
     # back or forward cannot stretch; a test's clock may offer one of its own.
     _monotonic: Callable[[], float]
@@ -118,7 +118,7 @@ class ConfiguredAuth:
         clock: Callable[[], float],
         http_client: httpx.AsyncClient | None,
     ) -> None:
-        """Build the token states, the store that drives them, and the sync bridge."""
+        """Build the token states, the fetcher that drives them, and the sync bridge."""
         authentication = self._endpoint.client_auth
         if getattr(cache, "needs_credential", False) and not authentication.credential_in_process:
             raise ConfigurationError(
@@ -137,7 +137,7 @@ class ConfiguredAuth:
         )
         # The parent's flights stayed behind with its event loops and threads.
         on_fork_in_child(self._states.after_fork)
-        self._store = TokenStore(
+        self._fetcher = TokenFetcher(
             self._endpoint,
             self._states,
             telemetry=self._telemetry,
@@ -145,7 +145,7 @@ class ConfiguredAuth:
             monotonic=self._monotonic,
             cache=cache,
         )
-        self._sync = SyncBridge(self._states, self._store, own_token_client=http_client is None)
+        self._sync = SyncBridge(self._states, self._fetcher, own_token_client=http_client is None)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -206,7 +206,8 @@ def _check_types(
         )
     if cache is not None and not isinstance(cache, TokenCache):
         raise ConfigurationError(
-            "cache must be a TokenCache (with claim, store, release and discard), such as "
+            "cache must be a mosaic_httpx_auth.cache.TokenCache (claim, renew, store, release, "
+            "discard and lease_seconds), such as "
             "MemoryTokenCache or mosaic_httpx_auth.redis.RedisTokenCache",
             setting="cache",
         )

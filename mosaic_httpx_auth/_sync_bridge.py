@@ -1,6 +1,6 @@
-"""How sync callers (`httpx.Client`, `get_token_sync`) share the async token store.
+"""How sync callers (`httpx.Client`, `get_token_sync`) share the async token fetcher.
 
-The store and its single flight run on an event loop; a sync caller has none. So its work runs
+The fetcher and its single flight run on an event loop; a sync caller has none. So its work runs
 on an event loop thread of the auth's own (`LoopThread`), started at the first sync call that
 needs a token it does not have, while the calling thread blocks until that work is done. A
 token already usable is served on the caller's thread, without a hop.
@@ -16,32 +16,34 @@ import weakref
 from typing import TYPE_CHECKING, TypeVar
 
 from ._exceptions import UnsupportedClientError
+from ._fetcher import stopped_by_close
 from ._fork import on_fork_in_child
-from ._store import stopped_by_close
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     import httpx
 
+    from ._fetcher import TokenFetcher
     from ._loops.thread import LoopThread
-    from ._store import TokenStore
     from ._token import AccessToken
     from ._token_states import TokenStates
 
-    # The auth's way to the store's token: (resource, request, deadline, refused) -> token.
+    # The auth's way to the fetcher's token: (resource, request, deadline, refused) -> token.
     TokenSource = Callable[..., Awaitable[AccessToken]]
 
 _T = TypeVar("_T")
 
 
 class SyncBridge:
-    """Runs the token store's work for sync callers on an event loop thread of its own, which
+    """Runs the token fetcher's work for sync callers on an event loop thread of its own, which
     `close()` stops (a later call starts another)."""
 
-    def __init__(self, states: TokenStates, store: TokenStore, *, own_token_client: bool) -> None:
+    def __init__(
+        self, states: TokenStates, fetcher: TokenFetcher, *, own_token_client: bool
+    ) -> None:
         self._states = states
-        self._store = store
+        self._fetcher = fetcher
         self._own_token_client = own_token_client
         self._loop_thread: LoopThread | None = None
         self._loop_thread_lock = threading.Lock()
@@ -104,7 +106,7 @@ class SyncBridge:
         if loop_thread is not None:
             if not loop_thread.is_current():  # from its own thread (a hook), stop it only
                 with contextlib.suppress(concurrent.futures.CancelledError):
-                    loop_thread.submit(self._store.aclose).result()
+                    loop_thread.submit(self._fetcher.aclose).result()
             loop_thread.stop()
 
     def _started_loop_thread(self) -> LoopThread:

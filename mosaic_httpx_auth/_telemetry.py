@@ -94,11 +94,11 @@ _REPORTS: dict[EventName, tuple[str | None, int]] = {
 
 
 class Telemetry:
-    """Counts, logs and forwards what the request flow, store and endpoint report.
+    """Counts, logs and forwards what the request flow, fetcher and endpoint report.
 
     `report` makes each event a counter, a log line and a hook call. Cache hits are no event,
     as an event per request would cost every request: `cache_hits` is bumped directly, by the
-    request flow for a fresh token in hand (the warm path) and by the store for a token the
+    request flow for a fresh token in hand (the warm path) and by the fetcher for a token the
     states serve without a wait (stale ones among them). Every other counter changes in
     `report` alone. A few log lines belong to no event and are written where they arise
     (`logger`): an unexpected failure's traceback, a wait for another process's token given

@@ -2,7 +2,7 @@
 flights that fetch tokens with the callers who wait for them.
 
 These rules do no I/O, never await and hold no lock across a wait, so that every driver
-shares them: the async store (whose fleet-wide lease decides who fetches, while `accepts`
+shares them: the async fetcher (whose fleet-wide lease decides who fetches, while `accepts`
 decides whether a token from the fleet will do) and the sync callers it serves. A caller asks
 what to do (`demand`); a flight's driver asks before each attempt (`attempt_starts`) and
 reports back (`attempt_failed`, `fetched`, `failed`, `closed`, `abandoned`); a waiter asks

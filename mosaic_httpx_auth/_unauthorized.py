@@ -26,7 +26,7 @@ class TokenNeeded(NamedTuple):
 
 class Refused(NamedTuple):
     """An API at `place` answered 401 to `token`: the flow asks whether to retry with a new
-    one. The arguments of `TokenStore.refused`."""
+    one. The arguments of `TokenFetcher.refused`."""
 
     resource: str | None
     token: AccessToken

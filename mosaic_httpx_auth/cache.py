@@ -72,7 +72,7 @@ class TokenCache(Protocol):
 
     Every `MosaicAuth` keeps the tokens it uses in memory; a `TokenCache` sits behind that and
     is used only when a process has no usable token or a refresh is due, never on a request's
-    way out. A cache returns what it has, usable or not: the store decides. A cache that
+    way out. A cache returns what it has, usable or not: the fetcher decides. A cache that
     raises is bypassed (a warning is logged once per outage), so an outage never fails
     requests: tokens are fetched directly until it answers again.
     """

@@ -23,8 +23,8 @@ from mosaic_httpx_auth._client_auth import (
     derive_cache_secret,
 )
 from mosaic_httpx_auth._endpoint import TokenEndpoint
+from mosaic_httpx_auth._fetcher import TokenFetcher
 from mosaic_httpx_auth._retry import Retry
-from mosaic_httpx_auth._store import TokenStore
 from mosaic_httpx_auth._telemetry import Telemetry
 from mosaic_httpx_auth._token_states import TokenStates
 from mosaic_httpx_auth.cache import CacheKey, CacheLease, TokenCache
@@ -170,7 +170,7 @@ class FakeMosaic:
         )
 
 
-def token_store(
+def token_fetcher(
     http_client: httpx.AsyncClient,
     *,
     clock: FakeClock,
@@ -181,8 +181,8 @@ def token_store(
     telemetry: Telemetry | None = None,
     monotonic: FakeClock | None = None,
     **policy: Any,
-) -> TokenStore:
-    """A token store asking `http_client` for tokens with the retry `policy`, waiting between
+) -> TokenFetcher:
+    """A token fetcher asking `http_client` for tokens with the retry `policy`, waiting between
     attempts (and for a shared `cache`'s lease holder) with `sleep` instead of real time, and
     measuring pauses on `monotonic` (by default `clock`)."""
     retry = Retry(**policy)
@@ -197,7 +197,7 @@ def token_store(
     states = TokenStates(
         leeway=60.0, refresh_window=300.0, retry=retry, clock=clock, monotonic=monotonic
     )
-    return TokenStore(
+    return TokenFetcher(
         endpoint,
         states,
         telemetry=telemetry or Telemetry(),

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mosaic_httpx_auth import AccessToken, MosaicAuthError
 
-from .helpers import CLIENT_SECRET, START, FakeClock, make_jwt, token_store
+from .helpers import CLIENT_SECRET, START, FakeClock, make_jwt, token_fetcher
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +89,7 @@ async def test_any_answer_gives_a_token_or_a_mosaic_auth_error(
     async def no_wait(seconds: float) -> None:
         assert 0 <= seconds <= 30
 
-    store = token_store(
+    fetcher = token_fetcher(
         httpx.AsyncClient(transport=httpx.MockTransport(handler)),
         clock=FakeClock(),
         sleep=no_wait,
@@ -97,7 +97,7 @@ async def test_any_answer_gives_a_token_or_a_mosaic_auth_error(
     )
     outcome: AccessToken | MosaicAuthError
     try:
-        outcome = await store.token(None)
+        outcome = await fetcher.token(None)
     except MosaicAuthError as error:
         outcome = error
     if isinstance(outcome, MosaicAuthError):

@@ -1,7 +1,7 @@
 """A token endpoint's bad day: requests wait out a short outage within their own timeouts,
 nobody waits forever, and the counters count what was sent.
 
-The store-level tests run on a fake clock that the store's sleeps move, so that minutes of
+The fetcher-level tests run on a fake clock that the fetcher's sleeps move, so that minutes of
 backoff pass in an instant; the ones through httpx clients use the emulator served on
 127.0.0.1 in real time, with outages of about a second.
 """
@@ -22,12 +22,12 @@ from anyio.lowlevel import checkpoint
 from mosaic_httpx_auth import MosaicAuth, Retry, TokenRequestError
 from mosaic_httpx_auth import _endpoint as endpoint_module
 
-from .helpers import RISK, FakeClock, token_store
+from .helpers import RISK, FakeClock, token_fetcher
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-    from mosaic_httpx_auth._store import TokenStore
+    from mosaic_httpx_auth._fetcher import TokenFetcher
     from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient
 
 # The issue's outage: 503, 503, then 429 asking for a second, then tokens again.
@@ -68,15 +68,15 @@ class SteppedTime:
             entry[1].set()
 
 
-def store_for(
+def fetcher_for(
     emulator: MosaicEmulator,
     client: RegisteredClient,
     clock: FakeClock,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     **policy: Any,
-) -> TokenStore:
-    """A token store fetching from `emulator`, its waits moving `clock` (or made by `sleep`)."""
-    return token_store(
+) -> TokenFetcher:
+    """A token fetcher fetching from `emulator`, its waits moving `clock` (or made by `sleep`)."""
+    return token_fetcher(
         httpx.AsyncClient(transport=emulator.transport()),
         clock=clock,
         sleep=sleep or MovingSleep(clock),
@@ -109,11 +109,11 @@ async def test_sixty_requests_with_a_timeout_ride_through_503_503_429(
     """Sixty callers arriving over 3 s, each able to wait 10 s, all get the token that comes
     after 503, 503 and a 429 with Retry-After: four token requests in all."""
     queue_the_outage(emulator)
-    store = store_for(emulator, client, clock)
+    fetcher = fetcher_for(emulator, client, clock)
     tokens: list[object] = []
 
     async def caller() -> None:
-        tokens.append(await store.token(RISK, deadline=clock() + 10))
+        tokens.append(await fetcher.token(RISK, deadline=clock() + 10))
 
     async with anyio.create_task_group() as tasks:
         for _ in range(60):
@@ -134,10 +134,10 @@ async def test_a_caller_leaves_at_its_own_deadline_with_the_last_answer(
     next attempt would come too late, saying what the endpoint last answered; the flight
     then stops, as nobody waits for it."""
     emulator.fail_next_token_requests(503, count=100)
-    store = store_for(emulator, client, clock, backoff=0.5)
+    fetcher = fetcher_for(emulator, client, clock, backoff=0.5)
     started = clock()
     with pytest.raises(TokenRequestError) as caught:
-        await store.token(RISK, deadline=started + 3)
+        await fetcher.token(RISK, deadline=started + 3)
     assert clock() - started <= 3
     assert caught.value.status_code == 503
     assert "can come within the 3 s the request could wait" in str(caught.value)
@@ -153,12 +153,12 @@ async def test_a_refusal_waiting_cannot_heal_fails_every_waiter_at_once(
     """A 401 invalid_client fails two hundred callers with deadlines at once, after one token
     request, each with an error of its own."""
     emulator.fail_next_token_requests(401, body={"error": "invalid_client"})
-    store = store_for(emulator, client, clock)
+    fetcher = fetcher_for(emulator, client, clock)
     errors: list[TokenRequestError] = []
 
     async def caller() -> None:
         try:
-            await store.token(RISK, deadline=clock() + 10)
+            await fetcher.token(RISK, deadline=clock() + 10)
         except TokenRequestError as error:
             errors.append(error)
 
@@ -182,13 +182,13 @@ async def test_a_long_outage_costs_one_token_request_per_backoff_step(
     sees one request per step, not one per caller."""
     emulator.fail_next_token_requests(503, count=1000)
     time_passes = SteppedTime(clock)
-    store = store_for(emulator, client, clock, time_passes, backoff=0.5)
+    fetcher = fetcher_for(emulator, client, clock, time_passes, backoff=0.5)
     failed = 0
 
     async def caller() -> None:
         nonlocal failed
         try:
-            await store.token(RISK, deadline=clock() + 1)
+            await fetcher.token(RISK, deadline=clock() + 1)
         except TokenRequestError:
             failed += 1
 
@@ -209,15 +209,15 @@ async def test_a_caller_without_a_timeout_keeps_the_bound_of_one_fetch(
     """`get_token()` with no timeout waits for max_attempts attempts and no more, while a
     caller with time left keeps the fetch going to its token."""
     emulator.fail_next_token_requests(503, count=3)
-    store = store_for(emulator, client, clock, max_attempts=2, backoff=0.1)
+    fetcher = fetcher_for(emulator, client, clock, max_attempts=2, backoff=0.1)
     outcomes: dict[str, object] = {}
 
     async def patient() -> None:
-        outcomes["patient"] = await store.token(RISK, deadline=clock() + 30)
+        outcomes["patient"] = await fetcher.token(RISK, deadline=clock() + 30)
 
     async def bounded() -> None:
         try:
-            await store.token(RISK)
+            await fetcher.token(RISK)
         except TokenRequestError as error:
             outcomes["bounded"] = error
 

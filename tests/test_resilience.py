@@ -20,12 +20,12 @@ from mosaic_httpx_auth import AccessToken, AuthEvent, TokenRequestError, TokenRe
 from mosaic_httpx_auth._retry import MAX_BACKOFF, Retry, retry_after_seconds
 from mosaic_httpx_auth.testing import MosaicEmulator
 
-from .helpers import RISK, START, FakeClock, FakeMosaic, token_store
+from .helpers import RISK, START, FakeClock, FakeMosaic, token_fetcher
 
 if TYPE_CHECKING:
     from joserfc.jwk import RSAKey
 
-    from mosaic_httpx_auth._store import TokenStore
+    from mosaic_httpx_auth._fetcher import TokenFetcher
     from mosaic_httpx_auth.cache import CacheKey, CacheLease
     from mosaic_httpx_auth.testing import RegisteredClient
 
@@ -47,15 +47,15 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-def store_for(
+def fetcher_for(
     emulator: MosaicEmulator,
     client: RegisteredClient,
     sleeps: Sleeps,
     clock: FakeClock,
     **policy: Any,
-) -> TokenStore:
-    """A token store fetching from `emulator` with the retry `policy`, sleeping through `sleeps`."""
-    return token_store(
+) -> TokenFetcher:
+    """A token fetcher asking `emulator` with the retry `policy`, sleeping through `sleeps`."""
+    return token_fetcher(
         httpx.AsyncClient(transport=emulator.transport()),
         clock=clock,
         sleep=sleeps,
@@ -74,7 +74,7 @@ async def test_a_503_burst_is_retried_with_jittered_exponential_backoff(
     """Two 503s then success: the fetch succeeds on attempt 3 after two bounded waits."""
     emulator.fail_next_token_requests(status=503, count=2)
     sleeps = Sleeps()
-    token = await store_for(emulator, client, sleeps, clock).token(RISK)
+    token = await fetcher_for(emulator, client, sleeps, clock).token(RISK)
     assert token.claims["aud"] == RISK
     assert emulator.token_requests == {RISK: 3}
     assert len(sleeps.waits) == 2
@@ -96,7 +96,7 @@ async def test_transient_failures_are_retried(
 ) -> None:
     """A dropped connection, 5xx and 429 are each retried, and the retry gets the token."""
     emulator.fail_next_token_requests(**fault)
-    token = await store_for(emulator, client, Sleeps(), clock).token(None)
+    token = await fetcher_for(emulator, client, Sleeps(), clock).token(None)
     assert token.claims["aud"] == "userid-api"
     assert emulator.token_requests == {None: 2}
 
@@ -106,9 +106,9 @@ async def test_a_slow_answer_times_out_and_is_retried(
 ) -> None:
     """An attempt slower than `timeout` is abandoned and the next attempt gets the token."""
     emulator.delay_next_token_requests(30)
-    store = store_for(emulator, client, Sleeps(), clock, attempt_timeout=0.05)
+    fetcher = fetcher_for(emulator, client, Sleeps(), clock, attempt_timeout=0.05)
     with anyio.fail_after(5):
-        token = await store.token(None)
+        token = await fetcher.token(None)
     assert token.claims["aud"] == "userid-api"
     assert emulator.token_requests == {None: 2}
 
@@ -118,9 +118,9 @@ async def test_a_fetch_is_bounded_by_its_attempts(
 ) -> None:
     """Slow answers on every attempt fail the fetch after max_attempts timeouts, not later."""
     emulator.delay_next_token_requests(30, count=3)
-    store = store_for(emulator, client, Sleeps(), clock, attempt_timeout=0.05)
+    fetcher = fetcher_for(emulator, client, Sleeps(), clock, attempt_timeout=0.05)
     with anyio.fail_after(5), pytest.raises(TokenRequestError, match="did not answer within"):
-        await store.token(None)
+        await fetcher.token(None)
     assert emulator.token_requests == {None: 3}
 
 
@@ -132,7 +132,7 @@ async def test_other_client_errors_are_not_retried(
     emulator.fail_next_token_requests(status=status)
     sleeps = Sleeps()
     with pytest.raises(TokenRequestError) as caught:
-        await store_for(emulator, client, sleeps, clock).token(None)
+        await fetcher_for(emulator, client, sleeps, clock).token(None)
     assert caught.value.status_code == status
     assert (emulator.token_requests, sleeps.waits) == ({None: 1}, [])
 
@@ -143,7 +143,7 @@ async def test_a_garbage_success_body_is_not_retried(
     """A 200 whose body is no token response raises TokenResponseError without retrying."""
     emulator.fail_next_token_requests(status=200, body=b"\x00garbage")
     with pytest.raises(TokenResponseError, match="not a JSON object"):
-        await store_for(emulator, client, Sleeps(), clock).token(None)
+        await fetcher_for(emulator, client, Sleeps(), clock).token(None)
     assert emulator.token_requests == {None: 1}
 
 
@@ -154,7 +154,7 @@ async def test_retries_stop_after_max_attempts(
     how many attempts it made."""
     emulator.fail_next_token_requests(status=503, count=10)
     with pytest.raises(TokenRequestError) as caught:
-        await store_for(emulator, client, Sleeps(), clock, max_attempts=4).token(None)
+        await fetcher_for(emulator, client, Sleeps(), clock, max_attempts=4).token(None)
     assert caught.value.status_code == 503
     assert "(the last of 4 attempts" in str(caught.value)
     assert emulator.token_requests == {None: 4}
@@ -166,7 +166,7 @@ async def test_max_attempts_one_disables_retries(
     """With max_attempts=1 a 503 fails the fetch at once."""
     emulator.fail_next_token_requests(status=503)
     with pytest.raises(TokenRequestError):
-        await store_for(emulator, client, Sleeps(), clock, max_attempts=1).token(None)
+        await fetcher_for(emulator, client, Sleeps(), clock, max_attempts=1).token(None)
     assert emulator.token_requests == {None: 1}
 
 
@@ -187,7 +187,7 @@ async def test_retry_after_is_honoured(
     """A 429 with Retry-After (seconds or an HTTP date) waits exactly that long before retrying."""
     emulator.fail_next_token_requests(status=429, headers={"Retry-After": header})
     sleeps = Sleeps()
-    await store_for(emulator, client, sleeps, clock).token(None)
+    await fetcher_for(emulator, client, sleeps, clock).token(None)
     assert sleeps.waits == [expected_wait]
 
 
@@ -198,7 +198,7 @@ async def test_a_retry_after_beyond_the_limit_fails_at_once(
     emulator.fail_next_token_requests(status=429, headers={"Retry-After": "120"})
     sleeps = Sleeps()
     with pytest.raises(TokenRequestError, match="longer than max_retry_after") as caught:
-        await store_for(emulator, client, sleeps, clock).token(None)
+        await fetcher_for(emulator, client, sleeps, clock).token(None)
     assert (caught.value.status_code, caught.value.retry_after) == (429, 120.0)
     assert (emulator.token_requests, sleeps.waits) == ({None: 1}, [])
 

@@ -1,4 +1,4 @@
-"""The store with a shared cache: the fleet's lease, waiting for its holder, and outages.
+"""The fetcher with a shared cache: the fleet's lease, waiting for its holder, and outages.
 
 A `MemoryTokenCache` stands in for the fleet here, on the fake clock; a test that takes a lease
 by hand plays another process. Redis itself is in test_redis_cache.py and test_fleet.py.
@@ -22,7 +22,7 @@ from mosaic_httpx_auth import (
     MosaicAuth,
     TokenRequestError,
 )
-from mosaic_httpx_auth._store import CACHE_PAUSE_FIRST, FLEET_POLL_LONGEST, FLEET_WAIT_LIMIT
+from mosaic_httpx_auth._fetcher import CACHE_PAUSE_FIRST, FLEET_POLL_LONGEST, FLEET_WAIT_LIMIT
 from mosaic_httpx_auth._telemetry import Telemetry
 from mosaic_httpx_auth.cache import DEFAULT_LEASE_SECONDS, CacheLease
 
@@ -34,12 +34,12 @@ from .helpers import (
     FakeMosaic,
     cache_key,
     cached_token,
-    token_store,
+    token_fetcher,
 )
 
 if TYPE_CHECKING:
     from mosaic_httpx_auth import AccessToken
-    from mosaic_httpx_auth._store import TokenStore
+    from mosaic_httpx_auth._fetcher import TokenFetcher
     from mosaic_httpx_auth.cache import CacheKey
 
 pytestmark = pytest.mark.anyio
@@ -47,21 +47,21 @@ pytestmark = pytest.mark.anyio
 API = "https://api.transmitsecurity.io"
 
 
-def store_on(
+def fetcher_on(
     mosaic: FakeMosaic,
     cache: MemoryTokenCache | CountingCache,
     sleeps: list[float],
     *,
     telemetry: Telemetry | None = None,
-) -> TokenStore:
-    """A store sharing `cache`, whose waits are recorded in `sleeps` and move the clock."""
+) -> TokenFetcher:
+    """A fetcher sharing `cache`, whose waits are recorded in `sleeps` and move the clock."""
 
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
         mosaic.clock.advance(seconds)
         await anyio.lowlevel.checkpoint()
 
-    return token_store(
+    return token_fetcher(
         mosaic.http_client(), clock=mosaic.clock, sleep=sleep, cache=cache, telemetry=telemetry
     )
 
@@ -76,7 +76,7 @@ async def test_a_process_that_finds_the_lease_held_waits_for_the_holders_token(
     assert isinstance(other, CacheLease)
     theirs = await mosaic.auth(resource=RISK).get_token()  # the other process's fetch
     sleeps: list[float] = []
-    store = store_on(mosaic, cache, sleeps)
+    fetcher = fetcher_on(mosaic, cache, sleeps)
 
     async def the_other_process_stores_its_token() -> None:
         while len(sleeps) < 3:
@@ -85,7 +85,7 @@ async def test_a_process_that_finds_the_lease_held_waits_for_the_holders_token(
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(the_other_process_stores_its_token)
-        token = await store.token(RISK)
+        token = await fetcher.token(RISK)
     assert token == theirs
     assert mosaic.token_requests[RISK] == 1  # the other process's only
     assert sleeps[:3] == [0.025, 0.05, 0.1]  # polls back off
@@ -99,7 +99,7 @@ async def test_a_lease_whose_holder_died_lapses_and_a_waiter_fetches(
     cache = MemoryTokenCache(clock=clock)
     assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
     sleeps: list[float] = []
-    await store_on(mosaic, cache, sleeps).token(RISK)
+    await fetcher_on(mosaic, cache, sleeps).token(RISK)
     assert mosaic.token_requests[RISK] == 1
     assert DEFAULT_LEASE_SECONDS <= sum(sleeps) <= DEFAULT_LEASE_SECONDS + FLEET_POLL_LONGEST
     assert await cached_token(cache, RISK) is not None  # and stored it for the others
@@ -112,7 +112,7 @@ async def test_a_token_due_for_refresh_is_refreshed_once_for_all_sharers(
     the token due for refresh, serves it while the lease holder fetches, and takes its new one."""
     cache = MemoryTokenCache(clock=clock)
     sleeps: list[float] = []
-    first, second = store_on(mosaic, cache, sleeps), store_on(mosaic, cache, sleeps)
+    first, second = fetcher_on(mosaic, cache, sleeps), fetcher_on(mosaic, cache, sleeps)
     old = await first.token(RISK)
     assert await second.token(RISK) == old
     clock.advance(3600 - 60 - 300)  # into the refresh window
@@ -135,7 +135,7 @@ async def test_a_failed_fetch_ends_its_lease_at_once(mosaic: FakeMosaic, clock: 
     cache = MemoryTokenCache(clock=clock)
     mosaic.queued_responses.append(httpx.Response(400, json={"error": "invalid_client"}))
     with pytest.raises(TokenRequestError):
-        await store_on(mosaic, cache, []).token(RISK)
+        await fetcher_on(mosaic, cache, []).token(RISK)
     assert isinstance(await cache.claim(cache_key(RISK), passing_over=None), CacheLease)
 
 
@@ -266,24 +266,24 @@ async def test_an_outage_is_reported_once_and_the_cache_left_alone_for_a_pause(
     cache = CountingCache(clock)
     cache.failing = True
     events: list[AuthEvent] = []
-    store = store_on(mosaic, cache, [], telemetry=Telemetry(events.append))
+    fetcher = fetcher_on(mosaic, cache, [], telemetry=Telemetry(events.append))
     with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
         for resource in ("r1", "r2", "r3"):
-            await store.token(resource)
+            await fetcher.token(resource)
     assert cache.calls == ["claim"]
     assert [record.getMessage() for record in caplog.records] == [
         "the shared token cache failed (the cache is down); fetching tokens directly, and "
         "trying it again in 2 s"
     ]
     clock.advance(CACHE_PAUSE_FIRST)
-    await store.token("r4")
+    await fetcher.token("r4")
     assert cache.calls == ["claim", "claim"]  # tried again; still down, and not reported again
     clock.advance(CACHE_PAUSE_FIRST)
-    await store.token("r4b")
+    await fetcher.token("r4b")
     assert cache.calls == ["claim", "claim"]  # the pause doubled: left alone still
     clock.advance(CACHE_PAUSE_FIRST)
     cache.failing = False
-    await store.token("r5")
+    await fetcher.token("r5")
     outages = [event for event in events if event.name.startswith("cache")]
     assert [event.name for event in outages] == ["cache_unavailable", "cache_recovered"]
     assert outages[-1].duration == 3 * CACHE_PAUSE_FIRST
@@ -297,13 +297,13 @@ async def test_the_outage_pause_is_measured_on_the_monotonic_clock(
     monotonic = FakeClock(0.0)
     cache = CountingCache(clock)
     cache.failing = True
-    store = token_store(
+    fetcher = token_fetcher(
         mosaic.http_client(), clock=clock, monotonic=monotonic, sleep=anyio.sleep, cache=cache
     )
-    await store.token("r1")
+    await fetcher.token("r1")
     clock.advance(-3600)
     monotonic.advance(CACHE_PAUSE_FIRST)
-    await store.token("r2")
+    await fetcher.token("r2")
     assert cache.calls == ["claim", "claim"]
 
 
@@ -329,15 +329,15 @@ async def test_calls_under_way_when_the_cache_fails_count_as_one_failure(
     the first pause, rather than doubling it once per call."""
     cache = HangingCache(clock)
     events: list[AuthEvent] = []
-    store = store_on(mosaic, cache, [], telemetry=Telemetry(events.append))
+    fetcher = fetcher_on(mosaic, cache, [], telemetry=Telemetry(events.append))
     async with anyio.create_task_group() as tasks:
         for resource in ("r1", "r2", "r3", "r4"):
-            tasks.start_soon(store.token, resource)
+            tasks.start_soon(fetcher.token, resource)
         await anyio.wait_all_tasks_blocked()
         cache.answer.set()
     assert cache.calls == ["claim"] * 4
     clock.advance(CACHE_PAUSE_FIRST)
-    await store.token("r5")
+    await fetcher.token("r5")
     assert cache.calls == ["claim"] * 5  # tried again after the first pause
     assert [event.name for event in events].count("cache_unavailable") == 1
 
@@ -353,11 +353,11 @@ async def test_a_fetched_token_is_stored_for_the_fleet_before_it_is_used_here(
         async def store(
             self, key: CacheKey, token: AccessToken, *, lease: CacheLease, expires_in: float
         ) -> None:
-            served_when_stored.append(store._states.fresh_token(RISK))
+            served_when_stored.append(fetcher._states.fresh_token(RISK))
             await super().store(key, token, lease=lease, expires_in=expires_in)
 
-    store = store_on(mosaic, Watching(clock=clock), [])
-    await store.token(RISK)
+    fetcher = fetcher_on(mosaic, Watching(clock=clock), [])
+    await fetcher.token(RISK)
     assert served_when_stored == [None]
 
 
@@ -394,7 +394,7 @@ async def test_a_flight_waits_a_few_leases_at_most_then_fetches_itself(
     over, holds a flight up for FLEET_WAIT_LIMIT leases; then it fetches on its own."""
     sleeps: list[float] = []
     with caplog.at_level(logging.WARNING, logger="mosaic_httpx_auth"):
-        await store_on(mosaic, HeldForever(clock=clock), sleeps).token(RISK)
+        await fetcher_on(mosaic, HeldForever(clock=clock), sleeps).token(RISK)
     assert mosaic.token_requests[RISK] == 1
     assert (
         FLEET_WAIT_LIMIT * DEFAULT_LEASE_SECONDS
@@ -413,7 +413,7 @@ async def test_stores_sharing_a_cache_share_its_outage(
     cache.failing = True
     events: list[AuthEvent] = []
     for resource in ("r1", "r2", "r3"):
-        await store_on(mosaic, cache, [], telemetry=Telemetry(events.append)).token(resource)
+        await fetcher_on(mosaic, cache, [], telemetry=Telemetry(events.append)).token(resource)
     assert cache.calls == ["claim"]
     assert [event.name for event in events].count("cache_unavailable") == 1
 
@@ -424,11 +424,11 @@ async def test_a_token_refused_by_many_requests_is_discarded_once(
     """Of many 401s to one token, the first drops it and discards it from the shared cache;
     the others find it already replaced and leave the cache alone."""
     cache = CountingCache(clock)
-    store = store_on(mosaic, cache, [])
-    token = await store.token(RISK)
+    fetcher = fetcher_on(mosaic, cache, [])
+    token = await fetcher.token(RISK)
     async with anyio.create_task_group() as tasks:
         for _ in range(20):
-            tasks.start_soon(store.refused, RISK, token, "https://api.example/risk")
+            tasks.start_soon(fetcher.refused, RISK, token, "https://api.example/risk")
     assert cache.calls.count("discard") == 1
 
 
@@ -453,12 +453,12 @@ async def test_a_pause_leaves_the_lease_holders_store_alone(
     """A failure that starts a pause while another flight holds a lease does not keep that
     flight from storing its token: the fleet, waiting on the lease, gets it."""
     cache = FailingFor(clock, "r1")
-    store = store_on(mosaic, cache, [])
+    fetcher = fetcher_on(mosaic, cache, [])
     mosaic.gate = anyio.Event()
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(store.token, "r2")
+        tasks.start_soon(fetcher.token, "r2")
         await anyio.wait_all_tasks_blocked()  # r2 holds its lease, at the gate
-        tasks.start_soon(store.token, "r1")
+        tasks.start_soon(fetcher.token, "r1")
         await anyio.wait_all_tasks_blocked()  # r1 failed to claim: the pause began
         mosaic.gate.set()
     assert await cached_token(cache, "r2") is not None

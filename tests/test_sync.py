@@ -2,7 +2,7 @@
 
 The emulator is served on 127.0.0.1 (uvicorn in a thread) on the test's fake clock, and the
 sync requests go to it over real sockets; their token fetches run on the auth's own event loop
-thread, the one place the async store's rules are driven from for every sync caller.
+thread, the one place the async fetcher's rules are driven from for every sync caller.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The token store: drives the token states (`_token_states`) on an event loop.
+"""The token fetcher: drives the token states (`_token_states`) on an event loop.
 
-The states decide; the store does what they decide. A flight (a fetch or refresh, with its
+The states decide; the fetcher does what they decide. A flight (a fetch or refresh, with its
 retries) runs in a task of the event loop's own, not in the task of the caller who needed it,
 and returns its token to the states, which hand it to every waiter: a caller that gives up
 stops waiting, and the flight goes on while anyone else waits. Each waiter leaves with the
@@ -53,7 +53,7 @@ OWNER_CHECK_INTERVAL = 0.25
 
 @dataclass(slots=True)
 class _CacheHealth:
-    """Whether a shared cache is being left alone after failing, for every store using it:
+    """Whether a shared cache is being left alone after failing, for every fetcher using it:
     an outage is one warning and one pause, however many `MosaicAuth` share the cache."""
 
     resumes_at: float = -math.inf
@@ -68,7 +68,7 @@ _HEALTH: weakref.WeakKeyDictionary[object, dict[object, _CacheHealth]] = weakref
 
 
 def _health_of(cache: object, monotonic: Callable[[], float]) -> _CacheHealth:
-    """The health record shared by every store using `cache` and measuring on `monotonic`
+    """The health record shared by every fetcher using `cache` and measuring on `monotonic`
     (a test's clock, or `time.monotonic`: times on two clocks cannot be compared)."""
     try:
         by_clock = _HEALTH.setdefault(cache, {})
@@ -92,7 +92,7 @@ class _Unavailable:
 _UNAVAILABLE = _Unavailable()
 
 
-class TokenStore:
+class TokenFetcher:
     """Keeps one token per resource, fetches it once for all callers, and refreshes it ahead.
 
     A `TokenCache`, when given, is claimed by each flight before it asks the endpoint and

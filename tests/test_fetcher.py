@@ -1,4 +1,4 @@
-"""The token store: caching per resource, single flight, cancellation and expiry."""
+"""The token fetcher: caching per resource, single flight, cancellation and expiry."""
 
 from __future__ import annotations
 
@@ -217,10 +217,10 @@ async def test_invalidating_discards_the_token_from_the_shared_cache(mosaic: Fak
     cache = MemoryTokenCache()
     auth = mosaic.auth(cache=cache)
     old = await auth.get_token()
-    assert await auth._store.refused(None, old, PLACE)
+    assert await auth._fetcher.refused(None, old, PLACE)
     assert await cached_token(cache, None) is None
-    new = await auth._store.token(None, refused=old)
-    assert await auth._store.refused(None, old, PLACE)
+    new = await auth._fetcher.token(None, refused=old)
+    assert await auth._fetcher.refused(None, old, PLACE)
     assert await cached_token(cache, None) is new
 
 
