@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from ._checks import seconds
-from ._exceptions import TokenRequestError
-from ._settings import ConfiguredAuth
-from ._telemetry import AuthEvent
-from ._unauthorized import (
-    Need,
-    Refused,
-    TokenNeeded,
-    carried,
-    next_step,
-    place,
-    replayable_upload,
-    taken_steps,
-)
+from ._environment import EnvironmentSettings
+from ._exceptions import ConfigurationError
+from ._fetcher import TokenFetcher
+from ._flow import RequestFlow
+from ._retry import Retry
+from ._routing import ResourceRouter
+from ._settings import check_arguments, endpoints, token_endpoint, token_states, usable_cache
+from ._sync_bridge import SyncBridge
+from ._telemetry import Telemetry
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Generator
+    from collections.abc import Callable, Mapping
     from types import TracebackType
 
+    import httpx
     from typing_extensions import Self
 
+    from ._client_auth import ClientAuthMethod, PrivateKey
+    from ._telemetry import AuthEvent, AuthStats
     from ._token import AccessToken
-    from ._unauthorized import Step
+    from .cache import TokenCache
+
+_DEFAULT_RETRY = Retry()
 
 
-class MosaicAuth(ConfiguredAuth, httpx.Auth):
+class MosaicAuth(RequestFlow):
     """Authorizes `httpx.AsyncClient` and `httpx.Client` requests to Mosaic APIs with client
     access tokens.
 
@@ -86,159 +87,97 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
             if it has one, so that a test can move both.
     """
 
-    requires_request_body = False
-    requires_response_body = False
-    # `ConfiguredAuth` takes the arguments above, checks each, and builds the parts the flow
-    # uses: `_router`, `_states`, `_fetcher`, `_endpoint`, `_telemetry` and `_sync`; `from_env`,
-    # `token_url`, `resource_for`, `stats` and the repr are there too.
+    # The request flow, which httpx calls, is `RequestFlow`'s (`_flow.py`); what follows is
+    # what an application calls. The constructor checks each argument (`_settings.py`) and
+    # builds the parts the flow reads.
 
-    # The request flow, one set of rules for every client. The drivers, `async_auth_flow` and
-    # `sync_auth_flow`, do the I/O: awaiting on the caller's event loop, or blocking the
-    # caller's thread. A request with a token in hand, answered, takes plain calls only; a
-    # 401, or a token on probation, is handed to `_answered`, which yields what it needs.
-    # The sync driver hands those steps to `taken_steps`; an async generator cannot
-    # `yield from` one, so the async driver takes them itself, in the same two-line loop.
-
-    def _cached_token(self, request: httpx.Request) -> tuple[str | None, AccessToken | None]:
-        """The resource `request` needs a token for, and the fresh token in hand, if any."""
-        resource = self._router.token_resource(request.url)
-        token = self._states.fresh_token(resource)
-        if token is not None:
-            self._telemetry.cache_hits += 1
-        return resource, token
-
-    def _authorize(self, request: httpx.Request, token: AccessToken) -> None:
-        """Put `token` on `request`."""
-        request.headers["Authorization"] = token.authorization
-
-    def _replayable(self, request: httpx.Request) -> bool:
-        """Whether `request`'s body can be sent again, should a 401 ask for it. Asked before
-        anything is sent: some transports read a streamed body into memory as they send it,
-        and the answer must not depend on the transport."""
-        stream = request.stream
-        return isinstance(stream, self._http.ByteStream) or replayable_upload(stream)
-
-    def _settled(self, response: httpx.Response) -> bool:
-        """Whether `response` ends the flow with nothing more to do: the warm path."""
-        return response.status_code != 401 and not self._states.on_probation
-
-    def _answered(
+    def __init__(
         self,
-        request: httpx.Request,
-        resource: str | None,
-        token: AccessToken,
-        replayable: bool,
-        response: httpx.Response,
-    ) -> Generator[Step, Any, None]:
-        """What follows a `response` that is not `_settled`: it yields what it needs (a 401 to
-        report, a token, a request to send again) and is sent the answer."""
-        if response.status_code != 401:
-            self._note_acceptance(response, resource, token)
-            return
-        if not carried(response, token):
-            return
-        if not (yield Refused(resource, token, place(request))) or not replayable:
-            return
-        self._telemetry.report(
-            AuthEvent("unauthorized_retry", resource, status_code=401),
-            f"{request.method} {request.url.copy_with(query=None, username=None, password=None)}",
-        )
-        refused = token
-        # Should no token come, the error names this request: not with a token on it.
-        del request.headers["Authorization"]
-        token = yield TokenNeeded(resource, request, self._deadline(request), refused)
-        self._authorize(request, token)
-        response = yield request
-        if response.status_code != 401:
-            self._note_acceptance(response, resource, token)
-        elif carried(response, token):
-            yield Refused(resource, token, place(request))  # told, not retried again
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """Set the bearer token, send, and on a 401 to that token retry once with a new one."""
-        replayable = self._replayable(request)
-        resource, token = self._cached_token(request)
-        if token is None:
-            token = await self._token_for_request(resource, request, self._deadline(request))
-        self._authorize(request, token)
-        response = yield request
-        if self._settled(response):
-            return
-        flow = self._answered(request, resource, token, replayable, response)
-        answer: Any = None
-        while (step := next_step(flow, answer)) is not None:
-            answer = await self._fulfil(step) if isinstance(step, Need) else (yield step)
-
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        """As `async_auth_flow`, for `httpx.Client`: a thread that needs a token waits for
-        the one fetch under way, which runs on the auth's own event loop thread."""
-        self._sync.require_own_token_client()
-        replayable = self._replayable(request)
-        resource, token = self._cached_token(request)
-        if token is None:
-            token = self._sync.token(
-                self._token_for_request, resource, request, self._deadline(request)
-            )
-        self._authorize(request, token)
-        response = yield request
-        if self._settled(response):
-            return
-        flow = self._answered(request, resource, token, replayable, response)
-        yield from taken_steps(flow, self._fulfil_sync)
-
-    async def _fulfil(self, need: Need) -> Any:
-        """What `_answered` asked for, awaited on the caller's event loop."""
-        if isinstance(need, Refused):
-            return await self._fetcher.refused(*need)
-        return await self._token_for_request(*need)
-
-    def _fulfil_sync(self, need: Need) -> Any:
-        """What `_answered` asked for, on the auth's own event loop thread, this one waiting."""
-        if isinstance(need, Refused):
-            return self._sync.run(self._fetcher.refused, *need)
-        return self._sync.token(self._token_for_request, *need)
-
-    def _deadline(self, request: httpx.Request) -> float | None:
-        """Until when `request` may wait for a token (monotonic): its pool timeout, as a token
-        is, like a connection from the pool, something it must have before it is sent."""
-        timeout = request.extensions.get("timeout")
-        pool = timeout.get("pool") if isinstance(timeout, dict) else None
-        return None if pool is None else self._monotonic() + pool
-
-    def _deadline_after(self, timeout: float | None) -> float | None:
-        """The deadline `timeout` seconds from now, for `get_token` and `get_token_sync`."""
-        if timeout is None:
-            return None
-        return self._monotonic() + seconds("timeout", timeout)
-
-    async def _token_for_request(
-        self,
-        resource: str | None,
-        request: httpx.Request | None = None,
-        deadline: float | None = None,
-        refused: AccessToken | None = None,
-    ) -> AccessToken:
-        """The fetcher's token for `resource`, by `deadline`, other than `refused`. Its failure
-        names `request` as the one that needed it, as httpx's own errors do; without one, the
-        token request, bodiless (its body holds the credentials)."""
-        try:
-            return await self._fetcher.token(resource, deadline=deadline, refused=refused)
-        except TokenRequestError as error:
-            error.request = request or self._http.Request("POST", self._endpoint.token_url)
-            raise
-
-    def _note_acceptance(
-        self, response: httpx.Response, resource: str | None, token: AccessToken
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        client_auth: ClientAuthMethod | None = None,
+        private_key: PrivateKey | None = None,
+        key_id: str | None = None,
+        signing_algorithm: str | None = None,
+        region: str | None = None,
+        base_url: str | None = None,
+        token_url: str | None = None,
+        resource: str | None = None,
+        resources: Mapping[str, str | None] | None = None,
+        leeway: float = 60.0,
+        refresh_window: float = 300.0,
+        retry: Retry = _DEFAULT_RETRY,
+        http_client: httpx.AsyncClient | None = None,
+        cache: TokenCache | None = None,
+        on_event: Callable[[AuthEvent], object] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """Tell the states an API took `token`, if `response` is a success answering a request
-        carrying it: a token that answered a 401 counts as good there from then on. Any
-        other answer (a 404, a 5xx) may come before the token is looked at."""
-        if response.is_success and carried(response, token):
-            self._states.accepted(resource, token, place(response.request))
+        check_arguments(self._http, client_id, retry, http_client, cache)
+        self.base_url, token_url = endpoints(self._http, region, base_url, token_url, http_client)
+        self._router = ResourceRouter(resource, resources, base_url=self.base_url, http=self._http)
+        self._telemetry = Telemetry(on_event)
+        self._endpoint = token_endpoint(
+            self._http,
+            token_url,
+            client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            private_key=private_key,
+            key_id=key_id,
+            signing_algorithm=signing_algorithm,
+            http_client=http_client,
+            retry=retry,
+            clock=clock,
+        )
+        self._monotonic = getattr(clock, "monotonic", time.monotonic)
+        self._states = token_states(leeway, refresh_window, retry, clock, self._monotonic)
+        self._fetcher = TokenFetcher(
+            self._endpoint,
+            self._states,
+            telemetry=self._telemetry,
+            clock=clock,
+            monotonic=self._monotonic,
+            cache=usable_cache(cache, self._endpoint.client_auth),
+        )
+        self._sync = SyncBridge(self._states, self._fetcher, own_token_client=http_client is None)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """A `MosaicAuth` configured from environment variables; `overrides` take precedence.
+
+        Reads ``MOSAIC_CLIENT_ID`` (required), ``MOSAIC_CLIENT_SECRET``,
+        ``MOSAIC_PRIVATE_KEY`` (PEM or JWK JSON) or ``MOSAIC_PRIVATE_KEY_FILE``,
+        ``MOSAIC_KEY_ID``, ``MOSAIC_SIGNING_ALGORITHM``, ``MOSAIC_CLIENT_AUTH``,
+        ``MOSAIC_REGION``, ``MOSAIC_BASE_URL``,
+        ``MOSAIC_TOKEN_URL`` and ``MOSAIC_RESOURCE``. A missing or contradictory setting raises
+        a `ConfigurationError` naming the variable, never its value.
+        """
+        settings = EnvironmentSettings(os.environ, overrides)
+        try:
+            return cls(**settings.arguments)
+        except ConfigurationError as error:
+            raise settings.explain(error) from error
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint's URL."""
+        return self._endpoint.token_url
+
+    def __repr__(self) -> str:
+        endpoint = self._endpoint
+        return (
+            f"MosaicAuth(client_id={endpoint.client_id!r}, token_url={endpoint.token_url!r}, "
+            f"client_auth={endpoint.client_auth.method!r}, resource={self._router.default!r})"
+        )
+
+    def resource_for(self, url: httpx.URL | str) -> str | None:
+        """The resource whose token a request to `url` carries."""
+        return self._router.resource_for(self._http.URL(url))
+
+    def stats(self) -> AuthStats:
+        """Counters of token requests, errors, 401 retries, cache hits and refreshes."""
+        return self._telemetry.stats()
 
     async def get_token(
         self, resource: str | None = None, *, timeout: float | None = None
@@ -260,6 +199,12 @@ class MosaicAuth(ConfiguredAuth, httpx.Auth):
         return self._sync.token(
             self._token_for_request, resource, None, self._deadline_after(timeout)
         )
+
+    def _deadline_after(self, timeout: float | None) -> float | None:
+        """The deadline `timeout` seconds from now, for `get_token` and `get_token_sync`."""
+        if timeout is None:
+            return None
+        return self._monotonic() + seconds("timeout", timeout)
 
     async def aclose(self) -> None:
         """Stop this event loop's token fetches and close the HTTP client used for them,

@@ -28,6 +28,7 @@ import anyio.to_thread
 
 from ._exceptions import ConfigurationError
 from ._fork import on_fork_in_child
+from ._token import json_object
 
 # joserfc (with cryptography) is imported where a key is loaded or an assertion signed: a
 # client that authenticates with a secret never pays for it.
@@ -429,7 +430,7 @@ def load_private_key(private_key: PrivateKey) -> RSAKey | ECKey:
                 else private_key
             )
             key = (
-                _import_jwk(_json_object(text))
+                _import_jwk(_jwk_object(text))
                 if text.lstrip().startswith("{")
                 else _import_pem(text)
             )
@@ -455,15 +456,12 @@ def load_private_key(private_key: PrivateKey) -> RSAKey | ECKey:
     return key
 
 
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
+def _jwk_object(text: str) -> dict[str, Any]:
+    value = json_object(text)
+    if value is None:
         raise ConfigurationError(
-            "private_key is not valid JWK JSON", setting="private_key"
-        ) from None
-    if not isinstance(value, dict):
-        raise ConfigurationError("private_key is not a JWK object", setting="private_key")
+            "private_key is not valid JWK JSON: a JSON object", setting="private_key"
+        )
     return value
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import socket
@@ -21,7 +20,7 @@ from ._messages import for_resource
 from ._retry import Retry, causes, retry_after_seconds
 from ._scrubbing import detached, forget_frames, without_secrets
 from ._security import is_loopback
-from ._token import AccessToken, unverified_claims
+from ._token import AccessToken, json_object, unverified_claims
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -348,7 +347,7 @@ def parse_token_response(
             resource=resource,
         )
 
-    fields = _json_object(body)
+    fields = json_object(body)
     if fields is None:
         raise invalid("the body is not a JSON object")
     access_token = fields.get("access_token")
@@ -409,18 +408,9 @@ def _finite_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    """`body` parsed as a JSON object, or None when it is not one (or nests absurdly deep)."""
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     """The error code and description of an error answer, from either of Mosaic's shapes."""
-    fields = _json_object(body)
+    fields = json_object(body)
     if fields is None:
         return None, None
     error = fields.get("error")

@@ -17,29 +17,28 @@ if TYPE_CHECKING:
 
     Reset = Callable[[], object]
 
-# The resets, in the order registered, each as a function that returns it: a method through a
-# weak reference, which drops out of this dict when its object goes.
-_resets: dict[Callable[[], Reset | None], None] = {}
+# The resets, in the order registered: a bound method as a weak reference to its object and
+# its function, so that it is forgotten with its object; anything else as it is. No weakref
+# callback: one could run during interpreter shutdown, when this module is half torn down.
+_resets: list[tuple[weakref.ref[object] | None, Callable[..., object]]] = []
 
 
 def on_fork_in_child(reset: Reset) -> None:
     """Have every child forked from now on call `reset`, after the resets registered before
     it. A bound method is held weakly: it is forgotten with its object."""
+    _resets[:] = [(owner, fn) for owner, fn in _resets if owner is None or owner() is not None]
     if isinstance(reset, types.MethodType):
-        _resets[weakref.WeakMethod(reset, _forget)] = None
+        _resets.append((weakref.ref(reset.__self__), reset.__func__))
     else:
-        _resets[lambda: reset] = None
-
-
-def _forget(dead: weakref.WeakMethod[types.MethodType]) -> None:
-    _resets.pop(dead, None)
+        _resets.append((None, reset))
 
 
 def _reset_all() -> None:
-    for held in list(_resets):
-        reset = held()
-        if reset is not None:
-            reset()
+    for owner, function in list(_resets):
+        if owner is None:
+            function()
+        elif (instance := owner()) is not None:
+            function(instance)
 
 
 os.register_at_fork(after_in_child=_reset_all)

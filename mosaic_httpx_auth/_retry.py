@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import random
 import ssl
 import sys
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 MAX_BACKOFF = 8.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Retry:
     """How a token fetch tries again: exponential backoff with full jitter, honouring a
     ``Retry-After``. Give one to `MosaicAuth` as ``retry=Retry(max_attempts=5)``.
@@ -52,12 +53,8 @@ class Retry:
     attempt_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        attempts = self.max_attempts
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ConfigurationError(
-                f"max_attempts must be 1 or more, not {attempts!r}", setting="max_attempts"
-            )
         # Frozen: the checked values are set the way dataclasses set them.
+        object.__setattr__(self, "max_attempts", _attempts(self.max_attempts))
         object.__setattr__(self, "backoff", seconds("backoff", self.backoff))
         object.__setattr__(
             self, "max_retry_after", seconds("max_retry_after", self.max_retry_after)
@@ -77,6 +74,19 @@ class Retry:
         # The exponent stops growing long before MAX_BACKOFF could: no float overflows.
         ceiling = min(MAX_BACKOFF, self.backoff * 2.0 ** min(attempt - 1, 32))
         return ceiling * jitter()
+
+
+def _attempts(value: object) -> int:
+    """`value` as a number of attempts: an int (numpy's too), 1 or more."""
+    try:
+        attempts = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        attempts = 0
+    if isinstance(value, bool) or attempts < 1:
+        raise ConfigurationError(
+            f"max_attempts must be an int, 1 or more, not {value!r}", setting="max_attempts"
+        )
+    return attempts
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
+class _FromToken(dict[str, Any]):
+    """`AccessToken`'s default claims: read from its token."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccessToken:
     """A client access token and what the library knows about it.
@@ -25,15 +29,19 @@ class AccessToken:
     """When the token stops being accepted, in seconds since the epoch."""
     resource: str | None = None
     """The resource (audience) it was requested for; None for Identity Management."""
-    claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    """The JWT's claims, decoded without verifying the signature; empty for an opaque token."""
+    claims: Mapping[str, Any] = field(default_factory=_FromToken, repr=False, compare=False)
+    """The JWT's claims, decoded without verifying the signature; empty for an opaque token.
+    Decoded from `token` unless given."""
     issued_at: float | None = field(default=None, compare=False)
     """When it was requested, by the local clock; None when unknown."""
     authorization: str = field(init=False, repr=False, compare=False)
     """The ``Authorization`` header value, built once so each request only sets it."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
+        claims = self.claims
+        if type(claims) is _FromToken:
+            claims = unverified_claims(self.token)
+        object.__setattr__(self, "claims", MappingProxyType(dict(claims)))
         object.__setattr__(self, "authorization", f"Bearer {self.token}")
 
     @property
@@ -52,10 +60,19 @@ def unverified_claims(token: str) -> dict[str, Any]:
     if len(parts) != 3:
         return {}
     try:
-        header, claims = (json.loads(base64url_decode(part)) for part in parts[:2])
-    except (ValueError, RecursionError):
+        header, claims = (json_object(base64url_decode(part)) for part in parts[:2])
+    except ValueError:  # not base64url
         return {}
-    return claims if isinstance(header, dict) and isinstance(claims, dict) else {}
+    return claims if header is not None and claims is not None else {}
+
+
+def json_object(text: str | bytes) -> dict[str, Any] | None:
+    """`text` parsed as a JSON object; None when it is not one, or nests absurdly deep."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def base64url_decode(text: str) -> bytes:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ._checks import seconds
+from . import _checks
 from ._exceptions import TokenCacheError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ DEFAULT_LEASE_SECONDS = 10.0
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:
-    """What a cached token is for: one token per token URL, client, credential and resource."""
+    """What a cached token is for: one token per token URL, client, cache secret and resource."""
 
     token_url: str
     client_id: str
@@ -75,6 +75,19 @@ class TokenCache(Protocol):
     way out. A cache returns what it has, usable or not: the fetcher decides. A cache that
     raises is bypassed (a warning is logged once per outage), so an outage never fails
     requests: tokens are fetched directly until it answers again.
+
+    Writing one: every method is a coroutine function, and `lease_seconds` a positive number
+    (`MosaicAuth` checks both). Key entries by all four fields of the `CacheKey` (the
+    `cache_secret` keeps apart clients that share an id but not a credential; hash it, never
+    store it). Keep a token whole, or its `token`, `expires_at`, `resource` and `issued_at`,
+    and give it back as ``AccessToken(token, expires_at, resource, issued_at=issued_at)``,
+    which reads the claims from the token again: without `issued_at` its refresh window
+    cannot be capped at half its life, and a short-lived token would look due at once. A
+    token is a credential: encrypt it at rest where others can read the store
+    (`mosaic_httpx_auth.redis.RedisTokenCache` seals each with a key derived from the
+    `cache_secret`). A cache that can only work with a `cache_secret` says so with a
+    ``needs_cache_secret = True`` attribute: `MosaicAuth` then refuses it for a client whose
+    credential is not in the process, as a TLS client certificate's is not.
     """
 
     lease_seconds: float
@@ -122,7 +135,7 @@ class MemoryTokenCache:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.lease_seconds = seconds("lease_seconds", lease_seconds, positive=True)
+        self.lease_seconds = _checks.seconds("lease_seconds", lease_seconds, positive=True)
         self._clock = clock
         self._tokens: dict[CacheKey, AccessToken] = {}
         self._leases: dict[CacheKey, tuple[CacheLease, float]] = {}

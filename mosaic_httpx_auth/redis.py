@@ -153,8 +153,8 @@ class RedisTokenCache:
         self._evaluate = _evaluator(client, timeout)
         self._where = str(client) if isinstance(client, _OwnedClient) else type(client).__name__
         self._entries = SealedEntries(prefix=prefix, encryption_key=encryption_key)
-        self.needs_credential = encryption_key is None
-        """Whether tokens are sealed with a key derived from each client's credential: then
+        self.needs_cache_secret = encryption_key is None
+        """Whether tokens are sealed with a key derived from each client's cache secret: then
         a client whose credential is not in the process (``tls_client_auth``) cannot use it."""
         self.lease_seconds = lease_seconds
         """Seconds a lease lasts unless its holder renews it."""

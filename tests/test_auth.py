@@ -602,11 +602,12 @@ def test_bad_settings_are_refused(options: dict[str, object], message: str) -> N
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"max_attempts": 0}, "max_attempts must be 1 or more, not 0"),
-        ({"max_attempts": 2.0}, "max_attempts must be 1 or more"),
-        ({"max_attempts": True}, "max_attempts must be 1 or more"),
+        ({"max_attempts": 0}, "max_attempts must be an int, 1 or more, not 0"),
+        ({"max_attempts": 2.0}, "max_attempts must be an int, 1 or more, not 2.0"),
+        ({"max_attempts": True}, "max_attempts must be an int, 1 or more"),
         ({"backoff": -1}, "backoff must be zero or more seconds"),
-        ({"max_retry_after": float("inf")}, "max_retry_after must be zero or more seconds"),
+        ({"backoff": 10**400}, r"backoff must be a finite number: zero or more seconds, not 1000"),
+        ({"max_retry_after": float("inf")}, "max_retry_after must be a finite number"),
         ({"attempt_timeout": 0}, "attempt_timeout must be a positive number of seconds"),
         ({"attempt_timeout": "10"}, "attempt_timeout must be a positive number of seconds"),
     ],
@@ -622,6 +623,23 @@ def test_a_retry_policy_it_cannot_follow_is_refused_when_made(
     retry = Retry(max_attempts=5, backoff=1, max_retry_after=0, attempt_timeout=2)
     assert retry == Retry(max_attempts=5, backoff=1.0, max_retry_after=0.0, attempt_timeout=2.0)
     assert isinstance(retry.backoff, float)
+
+
+class _Index:
+    """An integer of another library (numpy's, say): it has `__index__`."""
+
+    def __index__(self) -> int:
+        return 4
+
+
+def test_a_retry_takes_keywords_and_any_integer() -> None:
+    """`Retry`'s fields are keywords only (their order is no API), and `max_attempts` takes
+    any integer type, kept as an int."""
+    with pytest.raises(TypeError):
+        Retry(5)  # type: ignore[call-arg]
+    attempts = Retry(max_attempts=_Index()).max_attempts  # type: ignore[arg-type]
+    assert type(attempts) is int
+    assert attempts == 4
 
 
 def test_the_retry_policy_given_is_the_one_followed() -> None:
