@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import threading
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -61,6 +62,13 @@ def scrypt_of(
     client id."""
     salt = json.dumps(["mosaic-httpx-auth shared token cache", token_url, client_id]).encode()
     return hashlib.scrypt(credential, salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+
+
+def threads_named(name: str) -> set[threading.Thread]:
+    """The live threads called `name`. Tests compare these sets before and after, not counts:
+    a thread an earlier test left winding down may end at any moment (the more so in a
+    parallel run, where the tests meet in another order), and it is not the test's."""
+    return {thread for thread in threading.enumerate() if thread.name == name}
 
 
 async def cached_token(cache: TokenCache, resource: str | None) -> AccessToken | None:

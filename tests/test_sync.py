@@ -30,7 +30,7 @@ from mosaic_httpx_auth import (
 )
 from mosaic_httpx_auth.testing import MosaicEmulator
 
-from .helpers import RISK, VERIFY, FakeClock
+from .helpers import RISK, VERIFY, FakeClock, threads_named
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 # can take longer than the default for a command now and then.
 SLOW_MACHINE = 5.0
 WORKERS = 50
+# The name of the thread that runs a MosaicAuth's event loop for its sync callers.
+LOOP_THREAD = "mosaic-httpx-auth tokens"
 
 
 @pytest.fixture
@@ -257,18 +259,14 @@ def test_close_stops_the_thread_and_a_later_request_starts_it_again(
 ) -> None:
     """close() stops the auth's event loop thread; the next sync request that needs a token
     starts another."""
-
-    def running() -> int:
-        return sum(t.name == "mosaic-httpx-auth tokens" for t in threading.enumerate())
-
-    before = running()
+    before = threads_named(LOOP_THREAD)
     auth.get_token_sync()
-    assert running() == before + 1
+    assert len(threads_named(LOOP_THREAD) - before) == 1
     auth.close()
-    assert running() == before
+    assert threads_named(LOOP_THREAD) - before == set()
     clock.advance(3600)  # the token expired: the next request fetches
     assert risk_call(auth, mosaic_url)(None) == 200
-    assert running() == before + 1
+    assert len(threads_named(LOOP_THREAD) - before) == 1
 
 
 def test_an_http_client_of_the_callers_serves_async_clients_only(
@@ -447,11 +445,7 @@ def test_an_auth_dropped_without_close_takes_its_thread_with_it(
     client: RegisteredClient, mosaic_url: str, clock: FakeClock
 ) -> None:
     """The event loop thread of a MosaicAuth nobody holds any more is stopped."""
-
-    def running() -> int:
-        return sum(t.name == "mosaic-httpx-auth tokens" for t in threading.enumerate())
-
-    before = running()
+    before = threads_named(LOOP_THREAD)
     auth = served_auth(
         mosaic_url,
         client.client_id,
@@ -460,13 +454,11 @@ def test_an_auth_dropped_without_close_takes_its_thread_with_it(
         clock=clock,
     )
     auth.get_token_sync()
-    assert running() == before + 1
+    (thread,) = threads_named(LOOP_THREAD) - before
     del auth
     gc.collect()
-    deadline = time.monotonic() + 5
-    while running() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert running() == before
+    thread.join(5)
+    assert threads_named(LOOP_THREAD) - before == set()
 
 
 def test_get_token_sync_fetches_the_resource_it_is_given(
