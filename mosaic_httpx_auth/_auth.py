@@ -206,6 +206,16 @@ class MosaicAuth(RequestFlow):
             return None
         return self._monotonic() + seconds("timeout", timeout)
 
+    async def invalidate(self, token: AccessToken) -> bool:
+        """Tell the auth that `token` was refused outside httpx: it is dropped, here and in
+        the shared cache, unless a newer token already replaced it, and the next request for
+        its resource gets a new one. Whether this instance still used it."""
+        return await self._fetcher.invalidate(token.resource, token)
+
+    def invalidate_sync(self, token: AccessToken) -> bool:
+        """`invalidate` for sync code."""
+        return self._sync.run(self._fetcher.invalidate, token.resource, token)
+
     async def aclose(self) -> None:
         """Stop this event loop's token fetches and close the HTTP client used for them,
         unless the caller owns it."""

@@ -190,6 +190,15 @@ class TokenFetcher:
             await self._shared(self._cache.discard, await self._key(resource), token)
         return refusal is not Refusal.KEPT
 
+    async def invalidate(self, resource: str | None, token: AccessToken) -> bool:
+        """Drop `token`, here and in the shared cache, unless a newer token replaced it:
+        whether this process still used it."""
+        dropped = self._states.invalidate(token)
+        if self._cache is not None:
+            # Compare-and-discard there too: another process may have stored a newer one.
+            await self._shared(self._cache.discard, await self._key(resource), token)
+        return dropped
+
     async def aclose(self) -> None:
         """Stop this event loop's flights (their waiters get an error) and close its token
         client."""
@@ -394,8 +403,9 @@ class TokenFetcher:
         the cache alone for a while.
 
         Only claims are left out during that pause (`during_pause`): they are what would
-        cost each fetch a timeout. A lease holder's store, renewal and release, and a 401's
-        discard, are each one bounded call that the fleet depends on, and are always made.
+        cost each fetch a timeout. A lease holder's store, renewal and release, and the
+        discard of a refused token, are each one bounded call that the fleet depends on, and
+        are always made.
         A shared cache outage must not fail requests: tokens are fetched directly instead.
         """
         health = self._health

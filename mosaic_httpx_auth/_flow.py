@@ -14,13 +14,16 @@ import httpx
 from ._exceptions import TokenRequestError
 from ._telemetry import AuthEvent
 from ._unauthorized import (
+    RESOURCE_EXTENSION,
     Need,
     Refused,
     TokenNeeded,
+    bearer_error,
     carried,
     next_step,
     place,
     replayable_upload,
+    requested_resource,
     taken_steps,
 )
 
@@ -68,8 +71,12 @@ class RequestFlow(httpx.Auth):
     # `yield from` one, so the async driver takes them itself, in the same two-line loop.
 
     def _cached_token(self, request: httpx.Request) -> tuple[str | None, AccessToken | None]:
-        """The resource `request` needs a token for, and the fresh token in hand, if any."""
+        """The resource `request` needs a token for, and the fresh token in hand, if any.
+        Its URL's route names the resource, unless the request names one; either way, only
+        the hosts configured get a token."""
         resource = self._router.token_resource(request.url)
+        if RESOURCE_EXTENSION in request.extensions:
+            resource = requested_resource(request.extensions[RESOURCE_EXTENSION])
         token = self._states.fresh_token(resource)
         if token is not None:
             self._telemetry.cache_hits += 1
@@ -103,8 +110,8 @@ class RequestFlow(httpx.Auth):
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)
             return
-        if not carried(response, token):
-            return
+        if not carried(response, token) or bearer_error(response) == "insufficient_scope":
+            return  # a permission the app lacks: no new token would have it
         if not (yield Refused(resource, token, place(request))) or not replayable:
             return
         self._telemetry.report(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import random
 from typing import TYPE_CHECKING
 
 from ._checks import seconds
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     import httpx
 
     from ._client_auth import ClientAuthentication, ClientAuthMethod, PrivateKey
+
+
+# Where in the refresh window an instance refreshes: a module attribute, so that a test can
+# make the moment exact.
+_spread = random.random
 
 
 def check_arguments(
@@ -148,6 +154,8 @@ def token_states(
         clock=clock,
         monotonic=monotonic,
         owner_alive=loop_alive,
+        # Somewhere in the window's first third, drawn once per instance.
+        refresh_spread=_spread() / 3,
     )
     # The parent's flights stayed behind with its event loops and threads.
     on_fork_in_child(states.after_fork)

@@ -52,6 +52,8 @@ comes, the refused token is still served; only the callers it was refused to wai
 (`demand`'s `refused`). A 401 while the endpoint holds token requests back changes nothing (no
 replacement could come). `aclose()` on one event loop (`closed`) fails that loop's waiters;
 those of other loops ask again.
+An application that saw a token refused outside httpx says so (`invalidate`): the token, if
+still in use, is dropped for every caller at once.
 Refused tokens are remembered until they expire, so that no cache can hand one back.
 """
 
@@ -277,7 +279,9 @@ class TokenStates:
 
     A token is *usable* until `leeway` seconds before it expires and *fresh* until
     `refresh_window` seconds before that, each capped at half the time left, so that a
-    short-lived token is still reused. A failed refresh is tried again after
+    short-lived token is still reused. The refresh is due `refresh_spread` (a fraction) into
+    that window: instances that start together, as a deployment's do, drew each their own,
+    so that they do not refresh in step every hour. A failed refresh is tried again after
     `refresh_retry_interval` seconds, or as long as the endpoint's ``Retry-After`` asked.
     """
 
@@ -291,9 +295,11 @@ class TokenStates:
         monotonic: Callable[[], float],
         owner_alive: Callable[[object], bool] = lambda owner: True,
         refresh_retry_interval: float = 5.0,
+        refresh_spread: float = 0.0,
     ) -> None:
         self.leeway = leeway
         self.refresh_window = refresh_window
+        self.refresh_spread = refresh_spread
         self.retry = retry
         self.refresh_retry_interval = refresh_retry_interval
         self._clock = clock
@@ -572,6 +578,21 @@ class TokenStates:
             self._update_probation(resource, record)
             return Refusal.DROPPED
 
+    def invalidate(self, token: AccessToken) -> bool:
+        """The application says `token` was refused: drop it if it is still the token in use
+        for its resource (a newer one stays), so that the next caller fetches another, and
+        never take it back from a cache. Whether it was dropped."""
+        with self._lock:
+            record = self._records.get(token.resource)
+            if record is None or record.entry.token != token:
+                return False
+            record.refused[token.token] = token.expires_at
+            record.entry = _NO_ENTRY
+            record.refused_at = record.answers = None
+            record.refuses_all.clear()
+            self._update_probation(token.resource, record)
+            return True
+
     def accepts(self, flight: Flight, token: AccessToken) -> bool:
         """Whether `token`, read from a shared cache, can end `flight` instead of a request.
 
@@ -661,7 +682,8 @@ class TokenStates:
         window = self.refresh_window
         if token.issued_at is not None:
             window = min(window, (usable_until - token.issued_at) / 2)
-        return _Entry(token, refresh_at=usable_until - window, usable_until=usable_until)
+        refresh_at = usable_until - window * (1.0 - self.refresh_spread)
+        return _Entry(token, refresh_at=refresh_at, usable_until=usable_until)
 
 
 def _held_back(

@@ -4,9 +4,12 @@ whether its body can be sent again)."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
+
+from ._exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -60,6 +63,38 @@ def carried(response: httpx.Response, token: AccessToken) -> bool:
     """Whether `response` answers a request that carried `token`: one from a host a redirect
     led to, which got no token, says nothing about it."""
     return bool(response.request.headers.get("Authorization") == token.authorization)
+
+
+# A request's own resource, overriding its URL's route: ``extensions={"mosaic_resource": r}``.
+RESOURCE_EXTENSION = "mosaic_resource"
+
+
+def requested_resource(value: object) -> str | None:
+    """The resource a request's extension names: a string, or None for no resource."""
+    if value is None or isinstance(value, str):
+        return value
+    raise ConfigurationError(
+        f"the {RESOURCE_EXTENSION} extension must be a resource (a string) or None, not "
+        f"{type(value).__name__}",
+        setting=RESOURCE_EXTENSION,
+    )
+
+
+# RFC 6750 §3: ``Bearer`` then its auth-params, ``name=token`` or ``name="quoted string"``.
+_BEARER = re.compile(r"(?:^|,)\s*bearer(?=[\s,]|$)", re.IGNORECASE)
+_AUTH_PARAM = re.compile(r'\s*,?\s*([\w-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*)')
+
+
+def bearer_error(response: httpx.Response) -> str | None:
+    """The ``error`` of `response`'s Bearer challenge (``WWW-Authenticate``), if it has one."""
+    for challenge in response.headers.get_list("WWW-Authenticate"):
+        for bearer in _BEARER.finditer(challenge):
+            position = bearer.end()
+            while (param := _AUTH_PARAM.match(challenge, position)) is not None:
+                if param[1].lower() == "error":
+                    return param[2].strip('"')
+                position = param.end()
+    return None
 
 
 def place(request: httpx.Request) -> str:

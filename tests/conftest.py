@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mosaic_httpx_auth import _client_auth
+from mosaic_httpx_auth import _client_auth, _settings
 from mosaic_httpx_auth.testing import MosaicEmulator
 
 from .helpers import RISK, FakeClock, FakeMosaic
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run every async test on asyncio and on trio."""
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def refresh_at_the_window_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each MosaicAuth refreshes at the start of its refresh window, so that tests can name
+    the moment; `test_refresh_spread.py` draws the spread as MosaicAuth does."""
+    monkeypatch.setattr(_settings, "_spread", lambda: 0.0)
 
 
 @pytest.fixture

@@ -1,0 +1,88 @@
+"""A 401 whose Bearer challenge says ``insufficient_scope`` (the token is fine, the app lacks
+a permission) costs no new token and no retry; ``invalid_token`` and a bare 401 do."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from mosaic_httpx_auth._unauthorized import bearer_error
+
+from .helpers import RISK, FakeMosaic
+
+if TYPE_CHECKING:
+    from mosaic_httpx_auth import AuthEvent
+
+API_URL = "https://api.transmitsecurity.io/risk/v1/x"
+
+
+@pytest.mark.parametrize(
+    ("challenges", "error"),
+    [
+        (['Bearer error="insufficient_scope"'], "insufficient_scope"),
+        (
+            ['Bearer realm="risk", error="invalid_token", error_description="expired"'],
+            "invalid_token",
+        ),
+        (["bearer error=insufficient_scope"], "insufficient_scope"),
+        (['Basic realm="x", Bearer scope="a b", error="insufficient_scope"'], "insufficient_scope"),
+        (['DPoP algs="ES256"', 'Bearer error="insufficient_scope"'], "insufficient_scope"),
+        (
+            ['Bearer realm="a, error=\\"invalid_token\\"", error="insufficient_scope"'],
+            "insufficient_scope",
+        ),
+        (['Basic error="insufficient_scope"'], None),  # not the Bearer challenge's
+        (['Bearer realm="risk"'], None),
+        (["Bearer"], None),
+        ([], None),
+    ],
+)
+def test_the_bearer_challenges_error_is_read(challenges: list[str], error: str | None) -> None:
+    """`bearer_error` reads the ``error`` auth-param of the Bearer challenge only, quoted or
+    not, among other challenges and params, in one header or several."""
+    headers = [("WWW-Authenticate", challenge) for challenge in challenges]
+    assert bearer_error(httpx.Response(401, headers=headers)) == error
+
+
+def api_answering(mosaic: FakeMosaic, challenge: str | None) -> httpx.MockTransport:
+    """FakeMosaic's token endpoint, and an API that answers every request 401 with
+    `challenge` as its ``WWW-Authenticate``."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oidc/token":
+            return await mosaic.handle(request)
+        mosaic.api_requests.append(request)
+        headers = {} if challenge is None else {"WWW-Authenticate": challenge}
+        return httpx.Response(401, headers=headers)
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("challenge", "token_requests", "api_requests"),
+    [
+        ('Bearer error="insufficient_scope", scope="risk:write"', 1, 1),
+        ('Bearer error="invalid_token"', 2, 2),
+        (None, 2, 2),
+    ],
+)
+async def test_only_a_token_the_api_finds_invalid_is_replaced(
+    mosaic: FakeMosaic, challenge: str | None, token_requests: int, api_requests: int
+) -> None:
+    """``insufficient_scope``: the 401 is the answer, the token stays, nothing is retried.
+    ``invalid_token`` or no challenge: a new token and one retry, as before."""
+    events: list[AuthEvent] = []
+    auth = mosaic.auth(resource=RISK, on_event=events.append)
+    async with httpx.AsyncClient(auth=auth, transport=api_answering(mosaic, challenge)) as client:
+        response = await client.get(API_URL)
+        kept = await auth.get_token()
+    assert response.status_code == 401
+    assert mosaic.token_requests[RISK] == token_requests
+    assert len(mosaic.api_requests) == api_requests
+    retries = [event for event in events if event.name == "unauthorized_retry"]
+    assert len(retries) == api_requests - 1
+    if token_requests == 1:
+        assert response.request.headers["Authorization"] == kept.authorization
