@@ -299,39 +299,54 @@ class TokenFetcher:
             if not states.attempt_starts(flight):
                 return None
             attempt, started = flight.attempts, self._monotonic()
+            sent_at = started
 
             def sent(attempt: int = attempt) -> None:
+                nonlocal sent_at
+                # A request's duration is its exchange's, not its credentials' or client's.
+                sent_at = self._monotonic()
                 self._telemetry.report(AuthEvent("token_requested", resource, attempt=attempt))
 
             try:
                 token = await self._endpoint.request_token(resource, on_sent=sent)
             except TokenRequestError as error:
-                retry_in = states.attempt_failed(flight, error)
-                self._telemetry.report(
-                    AuthEvent(
-                        "token_request_failed",
-                        resource,
-                        attempt=attempt,
-                        status_code=error.status_code,
-                        error=type(error).__name__,
-                        retry_in=retry_in,
-                    ),
-                    error,
-                )
-                if retry_in is None:
+                request_duration = self._monotonic() - sent_at
+                if self._attempt_failed(flight, attempt, error, request_duration) is None:
                     raise
                 continue
+            now = self._monotonic()
             first = flight.first_attempt_at if flight.first_attempt_at is not None else started
             self._telemetry.report(
                 AuthEvent(
                     "token_fetched",
                     resource,
                     attempt=attempt,
-                    duration=self._monotonic() - first,
+                    duration=now - first,
                     expires_in=token.expires_at - self._clock(),
+                    request_duration=now - sent_at,
                 )
             )
             return token
+
+    def _attempt_failed(
+        self, flight: Flight, attempt: int, error: TokenRequestError, request_duration: float
+    ) -> float | None:
+        """Tell the states and report that `flight`'s token request failed: the wait before
+        the next attempt, None when the fetch gives up."""
+        retry_in = self._states.attempt_failed(flight, error)
+        self._telemetry.report(
+            AuthEvent(
+                "token_request_failed",
+                flight.resource,
+                attempt=attempt,
+                status_code=error.status_code,
+                error=type(error).__name__,
+                retry_in=retry_in,
+                request_duration=request_duration,
+            ),
+            error,
+        )
+        return retry_in
 
     def _give_up(self, flight: Flight, error: Exception) -> None:
         """End `flight` with `error`: a `MosaicAuthError` for its waiters, whatever happened."""

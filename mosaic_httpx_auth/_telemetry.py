@@ -36,10 +36,10 @@ class AuthEvent:
 
     - ``token_requested``: a token request (attempt number `attempt`) was handed to the HTTP
       client; logged at DEBUG.
-    - ``token_fetched``: a token request succeeded; `duration` covers every attempt and
-      `expires_in` is the new token's lifetime.
-    - ``token_request_failed``: one attempt failed; `retry_in` is the wait before the next
-      attempt, None when the fetch gives up.
+    - ``token_fetched``: a token request succeeded; `duration` covers every attempt,
+      `request_duration` this last one alone, and `expires_in` is the new token's lifetime.
+    - ``token_request_failed``: one attempt failed, `request_duration` seconds after it was sent;
+      `retry_in` is the wait before the next attempt, None when the fetch gives up.
     - ``token_refreshed``: a token was replaced ahead of its expiry, while still in use.
     - ``token_refresh_failed``: refreshing a still-valid token failed; it stays in use for
       `expires_in` seconds more, and the next refresh waits `retry_in` seconds.
@@ -57,6 +57,8 @@ class AuthEvent:
     error: str | None = None
     retry_in: float | None = None
     expires_in: float | None = None
+    # Last, so that positional construction of the fields before it keeps working.
+    request_duration: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
