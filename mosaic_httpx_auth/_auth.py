@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +58,9 @@ class MosaicAuth(RequestFlow):
         client_secret: The application's client secret, for the secret methods.
         client_auth: How token requests authenticate: ``"client_secret_post"`` (the secret in
             the form), ``"client_secret_basic"`` (HTTP Basic), ``"private_key_jwt"`` (a JWT
-            signed with `private_key`) or ``"tls_client_auth"`` (the client certificate of
-            `http_client`). By default ``private_key_jwt`` when a `private_key` is given,
-            else ``client_secret_post``.
+            signed with `private_key`) or ``"tls_client_auth"`` (the client certificate that
+            `ssl_context`, or `http_client`, presents). By default ``private_key_jwt`` when a
+            `private_key` is given, else ``client_secret_post``.
         private_key: For ``private_key_jwt``: a joserfc RSA or EC key, a JWK dict, or PEM.
         key_id: The ``kid`` of the assertions; by default the key's own, else its thumbprint.
         signing_algorithm: RS256 (default) or PS256 for RSA keys; ES256 for EC keys.
@@ -79,6 +80,10 @@ class MosaicAuth(RequestFlow):
         http_client: The client for token requests. Its owner closes it; without one,
             `MosaicAuth` opens its own and closes it in `aclose()`. It belongs to an event
             loop: a `MosaicAuth` given one serves `httpx.AsyncClient` only.
+        ssl_context: The TLS settings of the token clients `MosaicAuth` opens, for
+            `httpx.AsyncClient` and `httpx.Client` alike: whom they trust, and, after
+            ``ssl_context.load_cert_chain(cert_file, key_file)``, the client certificate
+            they present (``tls_client_auth``). Not with `http_client`, which has its own.
         cache: A `TokenCache` to share tokens with other `MosaicAuth` instances.
         on_event: Called with an `AuthEvent` for each token fetch, failed attempt, refresh,
             failed refresh and 401 retry: a place to feed metrics or traces.
@@ -109,11 +114,12 @@ class MosaicAuth(RequestFlow):
         refresh_window: float = 300.0,
         retry: Retry = _DEFAULT_RETRY,
         http_client: httpx.AsyncClient | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         cache: TokenCache | None = None,
         on_event: Callable[[AuthEvent], object] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        check_arguments(self._http, client_id, retry, http_client, cache)
+        check_arguments(self._http, client_id, retry, http_client, ssl_context, cache)
         self.base_url, token_url = endpoints(self._http, region, base_url, token_url, http_client)
         self._router = ResourceRouter(resource, resources, base_url=self.base_url, http=self._http)
         self._telemetry = Telemetry(on_event)
@@ -127,17 +133,15 @@ class MosaicAuth(RequestFlow):
             key_id=key_id,
             signing_algorithm=signing_algorithm,
             http_client=http_client,
+            ssl_context=ssl_context,
             retry=retry,
             clock=clock,
         )
-        self._monotonic = getattr(clock, "monotonic", time.monotonic)
-        self._states = token_states(leeway, refresh_window, retry, clock, self._monotonic)
+        self._states = token_states(leeway, refresh_window, retry, clock)
         self._fetcher = TokenFetcher(
             self._endpoint,
             self._states,
             telemetry=self._telemetry,
-            clock=clock,
-            monotonic=self._monotonic,
             cache=usable_cache(cache, self._endpoint.client_auth),
         )
         self._sync = SyncBridge(self._states, self._fetcher, own_token_client=http_client is None)
@@ -150,10 +154,13 @@ class MosaicAuth(RequestFlow):
         ``MOSAIC_PRIVATE_KEY`` (PEM or JWK JSON) or ``MOSAIC_PRIVATE_KEY_FILE``,
         ``MOSAIC_KEY_ID``, ``MOSAIC_SIGNING_ALGORITHM``, ``MOSAIC_CLIENT_AUTH``,
         ``MOSAIC_REGION``, ``MOSAIC_BASE_URL``,
-        ``MOSAIC_TOKEN_URL`` and ``MOSAIC_RESOURCE``. A missing or contradictory setting raises
-        a `ConfigurationError` naming the variable, never its value.
+        ``MOSAIC_TOKEN_URL`` and ``MOSAIC_RESOURCE``. ``MOSAIC_CLIENT_CERTIFICATE_FILE`` and
+        ``MOSAIC_CLIENT_KEY_FILE`` (PEM) make the `ssl_context`, which trusts what httpx
+        trusts (``SSL_CERT_FILE``, else certifi's bundle) and presents that certificate; with
+        no secret or private key, the method is then ``tls_client_auth``. A missing or
+        contradictory setting raises a `ConfigurationError` naming the variable, never its value.
         """
-        settings = EnvironmentSettings(os.environ, overrides)
+        settings = EnvironmentSettings(os.environ, overrides, http=cls._http)
         try:
             return cls(**settings.arguments)
         except ConfigurationError as error:
@@ -165,7 +172,9 @@ class MosaicAuth(RequestFlow):
         return self._endpoint.token_url
 
     def __repr__(self) -> str:
-        endpoint = self._endpoint
+        endpoint = getattr(self, "_endpoint", None)
+        if endpoint is None:  # refused while being built: an error's frames still show it
+            return "MosaicAuth(<not configured>)"
         return (
             f"MosaicAuth(client_id={endpoint.client_id!r}, token_url={endpoint.token_url!r}, "
             f"client_auth={endpoint.client_auth.method!r}, resource={self._router.default!r})"
@@ -204,7 +213,7 @@ class MosaicAuth(RequestFlow):
         """The deadline `timeout` seconds from now, for `get_token` and `get_token_sync`."""
         if timeout is None:
             return None
-        return self._monotonic() + seconds("timeout", timeout)
+        return self._states.monotonic() + seconds("timeout", timeout)
 
     async def invalidate(self, token: AccessToken) -> bool:
         """Tell the auth that `token` was refused outside httpx: it is dropped, here and in

@@ -111,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
         help="fetch a client access token and print it",
         description=(
             "Fetch a client access token with the settings in MOSAIC_* environment variables "
-            "(MOSAIC_CLIENT_ID, and MOSAIC_CLIENT_SECRET or MOSAIC_PRIVATE_KEY_FILE; also "
+            "(MOSAIC_CLIENT_ID, and MOSAIC_CLIENT_SECRET, MOSAIC_PRIVATE_KEY_FILE, or "
+            "MOSAIC_CLIENT_CERTIFICATE_FILE and MOSAIC_CLIENT_KEY_FILE; also "
             "MOSAIC_CLIENT_AUTH, MOSAIC_REGION, MOSAIC_TOKEN_URL, MOSAIC_RESOURCE...) and print "
             'it, e.g. for curl -H "Authorization: Bearer $(mosaic-httpx-auth token)".'
         ),

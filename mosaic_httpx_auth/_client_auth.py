@@ -3,9 +3,9 @@
 Mosaic apps authenticate with a client secret (in the form body, or HTTP Basic), a signed JWT
 assertion (``private_key_jwt``, RFC 7523), or a TLS client certificate (``tls_client_auth``,
 RFC 8705). Each method adds its parameters to the token request and says which of them are
-secret, so that nothing the server echoes back can leak them. A secret or private key also
-yields the key material that names and seals the client's entries in a shared cache
-(`derive_cache_secret`).
+secret, so that nothing the server echoes back can leak them. A secret or private key (or a
+client certificate's key that this process read) also yields the key material that names and
+seals the client's entries in a shared cache (`derive_cache_secret`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from urllib.parse import quote, quote_plus
 
 import anyio.to_thread
 
+from ._client_certificate import client_key_digest
 from ._exceptions import ConfigurationError
 from ._fork import on_fork_in_child
 from ._token import json_object
@@ -33,6 +34,7 @@ from ._token import json_object
 # joserfc (with cryptography) is imported where a key is loaded or an assertion signed: a
 # client that authenticates with a secret never pays for it.
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Iterator
 
     from joserfc.jwk import ECKey, RSAKey
@@ -164,7 +166,7 @@ class ClientAuthentication:
 
     method: ClientAuthMethod
     # The secret or private key a shared cache's keys are derived from; None when the
-    # credential is not in this process (a TLS client certificate lives in the HTTP client).
+    # credential is not in this process (a TLS client certificate's key, in OpenSSL's hands).
     _cache_credential: bytes | None = None
 
     def __init__(self, client_id: str) -> None:
@@ -310,9 +312,17 @@ class PrivateKeyJWT(ClientAuthentication):
 
 
 class TLSClientAuth(ClientAuthentication):
-    """Only the client id in the form: the TLS client certificate authenticates the app."""
+    """Only the client id in the form: the TLS client certificate authenticates the app.
+
+    Its private key is in this process only when the library read it from a file
+    (`_client_certificate`): then a shared cache derives from the key's digest.
+    """
 
     method = "tls_client_auth"
+
+    def __init__(self, client_id: str, *, key_digest: bytes | None = None) -> None:
+        super().__init__(client_id)
+        self._cache_credential = key_digest
 
     def credentials(self, token_url: str) -> TokenRequestCredentials:
         return TokenRequestCredentials(form={"client_id": self.client_id})
@@ -328,9 +338,11 @@ def client_authentication(
     signing_algorithm: str | None,
     has_http_client: bool,
     clock: Callable[[], float],
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ClientAuthentication:
     """The authentication `MosaicAuth`'s arguments ask for, or a `ConfigurationError` saying why
-    they don't fit. Without a `method`, a private key means ``private_key_jwt``, else a secret."""
+    they don't fit. Without a `method`, a private key means ``private_key_jwt``, else a secret.
+    A TLS client certificate is presented by `ssl_context`, or by the caller's HTTP client."""
     if method is None:
         method = "private_key_jwt" if private_key is not None else "client_secret_post"
     if method not in CLIENT_AUTH_METHODS:
@@ -356,18 +368,28 @@ def client_authentication(
         return PrivateKeyJWT(
             client_id, private_key, key_id=key_id, algorithm=signing_algorithm, clock=clock
         )
+    return _tls_authentication(client_id, private_key, ssl_context, has_http_client)
+
+
+def _tls_authentication(
+    client_id: str,
+    private_key: PrivateKey | None,
+    ssl_context: ssl.SSLContext | None,
+    has_http_client: bool,
+) -> ClientAuthentication:
+    """``tls_client_auth``, with something that presents the client certificate."""
     if private_key is not None:
         raise ConfigurationError(
             "client_auth 'tls_client_auth' does not use private_key", setting="private_key"
         )
-    if not has_http_client:
+    if ssl_context is None and not has_http_client:
         raise ConfigurationError(
-            "client_auth 'tls_client_auth' needs an http_client that presents the client "
-            "certificate: httpx.AsyncClient(verify=context), after "
-            "context.load_cert_chain(cert_file, key_file)",
-            setting="http_client",
+            "client_auth 'tls_client_auth' needs ssl_context=, an ssl.SSLContext that presents "
+            "the client certificate (after context.load_cert_chain(cert_file, key_file)), or "
+            "an http_client that does",
+            setting="ssl_context",
         )
-    return TLSClientAuth(client_id)
+    return TLSClientAuth(client_id, key_digest=client_key_digest(ssl_context))
 
 
 def _secret_authentication(

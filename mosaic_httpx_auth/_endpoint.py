@@ -42,7 +42,8 @@ class TokenEndpoint:
 
     One request per call: retries are the token fetcher's to decide. Without an `http_client`
     it opens one of its own per event loop, as a client's connections belong to the loop that
-    opened them, so that one `MosaicAuth` serves one ``asyncio.run`` after another.
+    opened them, so that one `MosaicAuth` serves one ``asyncio.run`` after another; each uses
+    `ssl_context`, if given (its trust, and the client certificate it presents).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class TokenEndpoint:
         clock: Callable[[], float],
         retry: Retry | None = None,
         http: ModuleType = httpx,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.token_url = token_url
         self.client_auth = client_auth
@@ -61,6 +63,7 @@ class TokenEndpoint:
         self.retry = retry or Retry()
         self._http_client = http_client
         self._http = http
+        self._ssl_context = ssl_context
         self._own_clients: RunVar[httpx.AsyncClient | None] = RunVar("token client", None)
         self._clock = clock
 
@@ -186,7 +189,9 @@ class TokenEndpoint:
         if client is None:
             # A new client loads the CA bundle into an SSL context, tens of milliseconds of
             # work that would stall every request on the event loop: do it on a thread.
-            client = await anyio.to_thread.run_sync(_own_client, self._http, self.token_url)
+            client = await anyio.to_thread.run_sync(
+                _own_client, self._http, self.token_url, self._ssl_context
+            )
             opened_meanwhile = self._own_clients.get()
             if opened_meanwhile is not None:
                 await client.aclose()
@@ -235,9 +240,12 @@ def _unreachable_because(error: httpx.HTTPError) -> str:
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
-def _own_client(http: ModuleType, token_url: str) -> httpx.AsyncClient:
+def _own_client(
+    http: ModuleType, token_url: str, ssl_context: ssl.SSLContext | None
+) -> httpx.AsyncClient:
     """A token client that keeps no idle connection: tokens are fetched about once an hour, and
     a connection left open would belong to an event loop that may be gone by the next fetch.
+    Its TLS is `ssl_context`'s, if given: whom it trusts, and which certificate it presents.
 
     A token endpoint on this machine (a sidecar, the emulator) is reached directly, never
     through a proxy the environment names: over plain HTTP, the secret would cross it in clear.
@@ -245,7 +253,9 @@ def _own_client(http: ModuleType, token_url: str) -> httpx.AsyncClient:
     host = http.URL(token_url).host
     direct = {f"all://{f'[{host}]' if ':' in host else host}": None} if is_loopback(host) else {}
     client: httpx.AsyncClient = http.AsyncClient(
-        limits=http.Limits(max_keepalive_connections=0), mounts=direct
+        limits=http.Limits(max_keepalive_connections=0),
+        mounts=direct,
+        verify=True if ssl_context is None else ssl_context,
     )
     return client
 

@@ -22,6 +22,7 @@ from ._loops.tasks import current_loop, start_detached
 from ._messages import for_resource
 from ._telemetry import AuthEvent, logger
 from ._token_states import Refusal
+from ._unauthorized import bound_token_refused, certificate_bound
 from .cache import CacheKey, CacheLease
 
 if TYPE_CHECKING:
@@ -106,20 +107,20 @@ class TokenFetcher:
         states: TokenStates,
         *,
         telemetry: Telemetry,
-        clock: Callable[[], float],
-        monotonic: Callable[[], float],
         cache: TokenCache | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._endpoint = endpoint
         self._states = states
         self._telemetry = telemetry
-        self._clock = clock
-        self._monotonic = monotonic
+        # The states' clocks: token lifetimes on the wall clock, pauses on the monotonic one.
+        self._clock, self._monotonic = states.clock, states.monotonic
         self._cache = cache
         self._sleep = sleep
         self._running: dict[Flight, anyio.CancelScope] = {}
-        self._health = _health_of(cache, monotonic)
+        # The resources whose certificate-bound tokens an API kept refusing: said once each.
+        self._told_bound: set[str | None] = set()
+        self._health = _health_of(cache, self._monotonic)
         # Without a cache, a flight asks the endpoint and nothing else.
         self._obtain: Callable[[Flight], Awaitable[AccessToken | None]] = (
             self._request if cache is None else partial(self._through_cache, cache)
@@ -188,6 +189,11 @@ class TokenFetcher:
         if refusal is Refusal.DROPPED and self._cache is not None:
             # Only once per token, not once per request that carried it.
             await self._shared(self._cache.discard, await self._key(resource), token)
+        # Kept: the API refuses every token. If they are bound, a new one will not help.
+        bound = refusal is Refusal.KEPT and certificate_bound(token)
+        if bound and resource not in self._told_bound:
+            self._told_bound.add(resource)
+            logger.warning("%s", bound_token_refused(resource, place))
         return refusal is not Refusal.KEPT
 
     async def invalidate(self, resource: str | None, token: AccessToken) -> bool:

@@ -59,9 +59,6 @@ class RequestFlow(httpx.Auth):
     _states: TokenStates  # each resource's token, and the rules it lives by
     _fetcher: TokenFetcher  # drives the states on the caller's event loop
     _sync: SyncBridge  # how sync callers reach the fetcher
-    # Holds, pauses and deadlines are measured on a monotonic clock, which a wall clock set
-    # back or forward cannot stretch; a test's clock may offer one of its own.
-    _monotonic: Callable[[], float]
 
     # The drivers, `async_auth_flow` and
     # `sync_auth_flow`, do the I/O: awaiting on the caller's event loop, or blocking the
@@ -182,7 +179,7 @@ class RequestFlow(httpx.Auth):
         is, like a connection from the pool, something it must have before it is sent."""
         timeout = request.extensions.get("timeout")
         pool = timeout.get("pool") if isinstance(timeout, dict) else None
-        return None if pool is None else self._monotonic() + pool
+        return None if pool is None else self._states.monotonic() + pool
 
     async def _token_for_request(
         self,

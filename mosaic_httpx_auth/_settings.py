@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import random
+import ssl
+import time
 from typing import TYPE_CHECKING
 
 from ._checks import seconds
@@ -38,6 +40,7 @@ def check_arguments(
     client_id: object,
     retry: object,
     http_client: object,
+    ssl_context: object,
     cache: object,
 ) -> None:
     """Refuse an argument of a type `MosaicAuth` cannot use, naming it."""
@@ -51,6 +54,14 @@ def check_arguments(
     if http_client is not None and not isinstance(http_client, http.AsyncClient):
         raise ConfigurationError(
             f"http_client must be an {http.__name__}.AsyncClient", setting="http_client"
+        )
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise ConfigurationError("ssl_context must be an ssl.SSLContext", setting="ssl_context")
+    if ssl_context is not None and http_client is not None:
+        raise ConfigurationError(
+            "give ssl_context or http_client, not both: an http_client makes the token "
+            "requests with TLS settings of its own (give it verify=ssl_context)",
+            setting="ssl_context",
         )
     if cache is not None:
         _check_cache(cache)
@@ -101,6 +112,7 @@ def token_endpoint(
     key_id: str | None,
     signing_algorithm: str | None,
     http_client: httpx.AsyncClient | None,
+    ssl_context: ssl.SSLContext | None,
     retry: Retry,
     clock: Callable[[], float],
 ) -> TokenEndpoint:
@@ -114,6 +126,7 @@ def token_endpoint(
         signing_algorithm=signing_algorithm,
         has_http_client=http_client is not None,
         clock=clock,
+        ssl_context=ssl_context,
     )
     return TokenEndpoint(
         token_url=token_url,
@@ -122,6 +135,7 @@ def token_endpoint(
         clock=clock,
         retry=retry,
         http=http,
+        ssl_context=ssl_context,
     )
 
 
@@ -133,26 +147,25 @@ def usable_cache(
     if getattr(cache, "needs_cache_secret", False) and not authentication.credential_in_process:
         raise ConfigurationError(
             f"{type(cache).__name__} needs encryption_key= with {authentication.method}: "
-            "the client certificate's key is not in this process to derive one from",
+            "the client certificate's key is not in this process to derive one from "
+            "(it is when from_env reads it from MOSAIC_CLIENT_KEY_FILE)",
             setting="cache",
         )
     return cache
 
 
 def token_states(
-    leeway: float,
-    refresh_window: float,
-    retry: Retry,
-    clock: Callable[[], float],
-    monotonic: Callable[[], float],
+    leeway: float, refresh_window: float, retry: Retry, clock: Callable[[], float]
 ) -> TokenStates:
-    """The rules each resource's token lives by, reset in a forked child."""
+    """The rules each resource's token lives by, on `clock` and, for holds, pauses and
+    deadlines, on a monotonic clock that a wall clock set back or forward cannot stretch (a
+    test's clock may offer one of its own); reset in a forked child."""
     states = TokenStates(
         leeway=seconds("leeway", leeway),
         refresh_window=seconds("refresh_window", refresh_window),
         retry=retry,
         clock=clock,
-        monotonic=monotonic,
+        monotonic=getattr(clock, "monotonic", time.monotonic),
         owner_alive=loop_alive,
         # Somewhere in the window's first third, drawn once per instance.
         refresh_spread=_spread() / 3,

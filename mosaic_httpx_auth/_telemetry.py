@@ -104,7 +104,8 @@ class Telemetry:
     states serve without a wait (stale ones among them). Every other counter changes in
     `report` alone. A few log lines belong to no event and are written where they arise
     (`logger`): an unexpected failure's traceback, a wait for another process's token given
-    up, a shared cache that still fails, a Redis entry this process cannot read.
+    up, a shared cache that still fails, a Redis entry this process cannot read, an API that
+    keeps refusing certificate-bound tokens.
     """
 
     def __init__(self, on_event: Callable[[AuthEvent], object] | None = None) -> None:

@@ -302,8 +302,8 @@ class TokenStates:
         self.refresh_spread = refresh_spread
         self.retry = retry
         self.refresh_retry_interval = refresh_retry_interval
-        self._clock = clock
-        self._monotonic = monotonic
+        self.clock = clock
+        self.monotonic = monotonic
         self._owner_alive = owner_alive
         self._records: dict[str | None, _Record] = {}
         self._lock = threading.Lock()
@@ -318,7 +318,7 @@ class TokenStates:
         if record is None:
             return None
         entry = record.entry
-        return entry.token if self._clock() < entry.refresh_at else None
+        return entry.token if self.clock() < entry.refresh_at else None
 
     def served_token(self, resource: str | None) -> tuple[AccessToken | None, bool]:
         """The usable token for `resource`, if any, and whether a refresh is due (STALE), with
@@ -326,17 +326,17 @@ class TokenStates:
         record = self._records.get(resource)
         if record is None:
             return None, False
-        now, entry = self._clock(), record.entry
+        now, entry = self.clock(), record.entry
         if now >= entry.usable_until:
             return None, False
-        return entry.token, record.phase(now, self._monotonic()) is Phase.STALE
+        return entry.token, record.phase(now, self.monotonic()) is Phase.STALE
 
     def phase(self, resource: str | None) -> Phase:
         """The phase `resource`'s token is in now."""
         record = self._records.get(resource)
         if record is None:
             return Phase.EMPTY
-        return record.phase(self._clock(), self._monotonic())
+        return record.phase(self.clock(), self.monotonic())
 
     def demand(
         self,
@@ -353,7 +353,7 @@ class TokenStates:
             flight = record.flight
             if flight is not None and flight.owner is not owner and not self._alive(flight):
                 self._end(record, flight)  # its event loop is gone: its waiters ask again
-            now, monotonic_now = self._clock(), self._monotonic()
+            now, monotonic_now = self.clock(), self.monotonic()
             phase = record.phase(now, monotonic_now)
             if refused is not None and record.entry.token == refused:
                 # Still served to the other places: this caller waits for its replacement.
@@ -402,7 +402,7 @@ class TokenStates:
                 flight.error is None or (flight.closed and waiter.owner is not flight.owner)
             ):
                 return _ASK_AGAIN, changed
-            deadline, now = waiter.deadline, self._monotonic()
+            deadline, now = waiter.deadline, self.monotonic()
             if deadline is not None and (now >= deadline or flight.next_attempt_at >= deadline):
                 # Whether the flight goes on for others or gave up for want of time.
                 return Verdict(error=self._too_late(waiter, now)), changed
@@ -440,7 +440,7 @@ class TokenStates:
                 self._end(record, flight)
                 return False
             if flight.attempts == 0:
-                flight.first_attempt_at = self._monotonic()
+                flight.first_attempt_at = self.monotonic()
             flight.attempts += 1
             return True
 
@@ -456,7 +456,7 @@ class TokenStates:
             record = self._records[flight.resource]
             if record.flight is not flight:
                 return None  # superseded: its callers were served by another flight
-            now = self._monotonic()
+            now = self.monotonic()
             flight.last_error, flight.failures = error, flight.failures + 1
             delay = self._backoff(record, error)
             if delay is not None:
@@ -483,7 +483,7 @@ class TokenStates:
                 return  # a newer token arrived first: keep it
             record.entry = self._entry_for(token)
             record.answers, record.refused_at = record.refused_at, None
-            record.received_at = self._monotonic()
+            record.received_at = self.monotonic()
             record.refuses_all.clear()  # they refused another token
             self._update_probation(flight.resource, record)
             record.retry_at, record.error, record.refresh_after = -math.inf, None, -math.inf
@@ -499,13 +499,13 @@ class TokenStates:
         with self._lock:
             record = self._records[flight.resource]
             if flight.failures > 1:
-                error = _after_attempts(flight, error, self._monotonic())
+                error = _after_attempts(flight, error, self.monotonic())
             flight.error, flight.ended = error, True
             flight._wake()
             if record.flight is not flight:
                 return None
             record.flight = None
-            now, monotonic_now = self._clock(), self._monotonic()
+            now, monotonic_now = self.clock(), self.monotonic()
             if isinstance(error, TokenRequestError) and flight.last_error is not None:
                 if error.retry_after:
                     hold = min(error.retry_after, RETRY_AFTER_HOLD_LIMIT)
@@ -548,7 +548,7 @@ class TokenStates:
         """An API at `place` answered 401 to a request carrying `token`: what that does."""
         with self._lock:
             record = self._records.setdefault(resource, _Record())
-            now, monotonic_now = self._clock(), self._monotonic()
+            now, monotonic_now = self.clock(), self.monotonic()
             record.refused = {
                 value: until for value, until in record.refused.items() if until > now
             }
@@ -603,7 +603,7 @@ class TokenStates:
             return False
         entry = self._entry_for(token)
         limit = entry.refresh_at if flight.purpose == "refresh" else entry.usable_until
-        return self._clock() < limit
+        return self.clock() < limit
 
     def after_fork(self) -> None:
         """In a forked child: forget the flights under way (their event loops and threads
@@ -615,7 +615,7 @@ class TokenStates:
     def expires_in(self, resource: str | None) -> float:
         """Seconds until `resource`'s token stops being served (negative once it has)."""
         record = self._records.get(resource)
-        return -math.inf if record is None else record.entry.usable_until - self._clock()
+        return -math.inf if record is None else record.entry.usable_until - self.clock()
 
     def _alive(self, flight: Flight) -> bool:
         return self._owner_alive(flight.owner)

@@ -1,6 +1,6 @@
 """What a 401 sets in motion: the steps `MosaicAuth._answered` yields for its driver to take,
 and what it reads off a request and its answer (which token it carried, where it went,
-whether its body can be sent again)."""
+whether its body can be sent again, whether the token was bound to a certificate)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import httpx
 
 from ._exceptions import ConfigurationError
+from ._messages import for_resource
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -118,3 +119,22 @@ def replayable_upload(stream: object) -> bool:
         if not callable(seekable) or not seekable():
             return False
     return True
+
+
+def certificate_bound(token: AccessToken) -> bool:
+    """Whether `token` is bound to a client certificate (RFC 8705 §3: a ``cnf`` claim with an
+    ``x5t#S256``): an API takes it only on a connection that presents that certificate."""
+    confirmation = token.claims.get("cnf")
+    return isinstance(confirmation, dict) and "x5t#S256" in confirmation
+
+
+def bound_token_refused(resource: str | None, place: str) -> str:
+    """Why an API at `place` keeps refusing `resource`'s certificate-bound tokens, and what
+    to do: the likeliest cause is an API client that presents no certificate."""
+    return (
+        f"the API at {place} keeps refusing the token {for_resource(resource)}, which is bound "
+        "to the client certificate of the token requests (its cnf claim, RFC 8705): an API "
+        "takes such a token only on a connection that presents that certificate, and every "
+        "new token is bound the same way. Give the API client the certificate too, e.g. "
+        "httpx.AsyncClient(auth=auth, verify=ssl_context)"
+    )

@@ -129,7 +129,8 @@ class RedisTokenCache:
         encryption_key: Tokens are stored as JWE (``dir``, ``A256GCM``). By default each
             client's key is derived (by scrypt, once per process) from its secret or private
             key, which every process of the fleet has already. Give 32 random bytes or a
-            joserfc ``OctKey`` instead (needed with ``tls_client_auth``), or a list of them to
+            joserfc ``OctKey`` instead (needed with ``tls_client_auth`` unless ``from_env``
+            read the key file), or a list of them to
             rotate keys: the first seals, all open. Such a key is a credential: keep it as you
             keep the client secret.
         lease_seconds: Seconds a process may hold the right to fetch a token for the fleet. The
@@ -155,7 +156,8 @@ class RedisTokenCache:
         self._entries = SealedEntries(prefix=prefix, encryption_key=encryption_key)
         self.needs_cache_secret = encryption_key is None
         """Whether tokens are sealed with a key derived from each client's cache secret: then
-        a client whose credential is not in the process (``tls_client_auth``) cannot use it."""
+        a client whose credential is not in the process (``tls_client_auth`` with an
+        ``ssl_context`` of its own) cannot use it."""
         self.lease_seconds = lease_seconds
         """Seconds a lease lasts unless its holder renews it."""
         self._lease_ms = str(max(1, round(lease_seconds * 1000)))

@@ -209,8 +209,6 @@ def token_fetcher(
         endpoint,
         states,
         telemetry=telemetry or Telemetry(),
-        clock=clock,
-        monotonic=monotonic,
         sleep=sleep,
         cache=cache,
     )

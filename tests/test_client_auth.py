@@ -6,6 +6,7 @@ import base64
 import hmac
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -201,7 +202,16 @@ async def test_tls_client_auth_sends_only_the_client_id() -> None:
             "uses client_secret, not private_key",
         ),
         ({"client_auth": "tls_client_auth", "client_secret": "x"}, "does not use client_secret"),
-        ({"client_auth": "tls_client_auth"}, "needs an http_client"),
+        ({"client_auth": "tls_client_auth"}, "needs ssl_context=.* or an http_client"),
+        ({"client_secret": "x", "ssl_context": "not a context"}, "an ssl.SSLContext"),
+        (
+            {
+                "client_auth": "tls_client_auth",
+                "ssl_context": ssl.create_default_context(),
+                "http_client": httpx.AsyncClient(),
+            },
+            "ssl_context or http_client, not both",
+        ),
         (
             {"client_auth": "tls_client_auth", "private_key": RSA.private_key_pem},
             "does not use private_key",
@@ -375,6 +385,7 @@ def test_the_cache_secret_is_scrypt_salted_with_the_token_url_and_client_id() ->
             load_private_key(RSA.private_key_pem).as_bytes(private=True),
         ),
         ({"client_auth": "tls_client_auth", "http_client": httpx.AsyncClient()}, None),
+        ({"client_auth": "tls_client_auth", "ssl_context": ssl.create_default_context()}, None),
     ],
 )
 async def test_each_method_derives_the_cache_secret_from_its_credential(

@@ -124,7 +124,8 @@ async def test_an_assertion_signed_by_another_key_is_refused(
 
 
 async def test_tls_client_auth_over_mutual_tls(emulator: MosaicEmulator, tmp_path: Path) -> None:
-    """A certificate client gets tokens over a real mutual-TLS connection on 127.0.0.1."""
+    """A certificate client gets tokens over a real mutual-TLS connection on 127.0.0.1, through
+    an http_client of its own, and the API takes them over a connection presenting it too."""
     certificate = make_client_certificate(tmp_path)
     client = emulator.register_client(
         resources=[RISK_RESOURCE], certificate_sha256=certificate.sha256
@@ -132,7 +133,7 @@ async def test_tls_client_auth_over_mutual_tls(emulator: MosaicEmulator, tmp_pat
     with emulator.serve(tls=True) as base_url:
         async with (
             httpx.AsyncClient(verify=client_ssl_context(certificate)) as token_client,
-            httpx.AsyncClient(base_url=base_url, verify=client_ssl_context()) as http,
+            httpx.AsyncClient(base_url=base_url, verify=client_ssl_context(certificate)) as http,
         ):
             http.auth = emulator.auth(
                 client,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ssl
 import stat
@@ -21,7 +22,7 @@ from mosaic_httpx_auth.testing import (
 )
 
 from .helpers import RISK
-from .test_emulator import SIGNING_KEY, TOKEN_URL, verified_claims
+from .test_emulator import HOST, SIGNING_KEY, TOKEN_URL, verified_claims
 from .test_emulator_auth_methods import assert_invalid_client
 
 if TYPE_CHECKING:
@@ -153,6 +154,97 @@ async def test_a_certificate_in_a_request_header_is_ignored(
         base_url, only_client_id(tls_client), certificate=None, headers=headers
     )
     assert_invalid_client(response, saying="certificate is needed")
+
+
+# Certificate-bound tokens (RFC 8705 §3)
+
+
+async def bound_token(
+    base_url: str, client: RegisteredClient, certificate: ClientCertificate
+) -> str:
+    """A token for the risk API, requested over mutual TLS with `certificate`."""
+    form = {**only_client_id(client), "resource": RISK}
+    response = await request_token_over_tls(base_url, form, certificate=certificate)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+async def call_risk_api(
+    base_url: str, token: str, *, certificate: ClientCertificate | None
+) -> httpx.Response:
+    """The risk API's answer to `token`, on a connection presenting `certificate`, if any."""
+    async with httpx.AsyncClient(verify=client_ssl_context(certificate)) as http:
+        return await http.get(
+            f"{base_url}/risk/v1/recommendation", headers={"Authorization": f"Bearer {token}"}
+        )
+
+
+@pytest.mark.anyio
+async def test_a_token_issued_over_mutual_tls_is_bound_to_the_certificate(
+    emulator: MosaicEmulator,
+    base_url: str,
+    tls_client: RegisteredClient,
+    certificate: ClientCertificate,
+) -> None:
+    """The token's cnf claim holds the x5t#S256 of the certificate it was requested over: the
+    base64url SHA-256 of its DER."""
+    claims = verified_claims(emulator, await bound_token(base_url, tls_client, certificate))
+    der = ssl.PEM_cert_to_DER_cert(certificate.cert_path.read_text())
+    thumbprint = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+    assert claims["cnf"] == {"x5t#S256": thumbprint}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("presented", ["its own", "none", "another", "no TLS"])
+async def test_a_bound_token_is_taken_only_over_a_connection_presenting_its_certificate(
+    emulator: MosaicEmulator,
+    base_url: str,
+    tls_client: RegisteredClient,
+    certificate: ClientCertificate,
+    stranger_certificate: ClientCertificate,
+    presented: str,
+) -> None:
+    """A bound token is taken on a connection presenting its certificate; on any other (none,
+    another certificate, the in-process transport) the API answers 401 in Mosaic's shape, with
+    an invalid_token challenge, and counts a rejected call."""
+    token = await bound_token(base_url, tls_client, certificate)
+    emulator.reset_counters()
+    if presented == "no TLS":
+        async with httpx.AsyncClient(transport=emulator.transport()) as http:
+            response = await http.get(
+                f"{HOST}/risk/v1/recommendation",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    else:
+        presenting = {"its own": certificate, "none": None, "another": stranger_certificate}
+        response = await call_risk_api(base_url, token, certificate=presenting[presented])
+    if presented == "its own":
+        assert response.status_code == 200
+        assert emulator.rejected_api_calls == {}
+        return
+    assert response.status_code == 401
+    assert response.json() == {"message": "Invalid token", "error_code": 401}
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert emulator.rejected_api_calls == {"/risk/v1/recommendation": 1}
+
+
+@pytest.mark.anyio
+async def test_an_unbound_token_is_taken_on_any_connection(
+    emulator: MosaicEmulator, base_url: str, stranger_certificate: ClientCertificate
+) -> None:
+    """A token requested without a certificate (a secret client's) is unbound: taken on a
+    connection with or without one, as before."""
+    client = emulator.register_client(resources=[RISK])
+    form = {
+        **only_client_id(client),
+        "client_secret": client.client_secret,
+        "resource": RISK,
+    }
+    token = (await request_token_over_tls(base_url, form, certificate=None)).json()["access_token"]
+    assert "cnf" not in verified_claims(emulator, token)
+    for presenting in (None, stranger_certificate):
+        response = await call_risk_api(base_url, token, certificate=presenting)
+        assert response.status_code == 200
 
 
 # Without TLS

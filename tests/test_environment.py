@@ -18,7 +18,12 @@ from mosaic_httpx_auth import (
     generate_signing_key,
 )
 from mosaic_httpx_auth._cli import main
-from mosaic_httpx_auth._environment import ENVIRONMENT_VARIABLES, PRIVATE_KEY_FILE
+from mosaic_httpx_auth._environment import (
+    CLIENT_CERTIFICATE_FILE,
+    CLIENT_KEY_FILE,
+    ENVIRONMENT_VARIABLES,
+    PRIVATE_KEY_FILE,
+)
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, RISK, FakeClock
 
@@ -34,7 +39,12 @@ KEY = generate_signing_key("ES256", key_id="env-key")
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in [*ENVIRONMENT_VARIABLES, PRIVATE_KEY_FILE]:
+    for variable in [
+        *ENVIRONMENT_VARIABLES,
+        PRIVATE_KEY_FILE,
+        CLIENT_CERTIFICATE_FILE,
+        CLIENT_KEY_FILE,
+    ]:
         monkeypatch.delenv(variable, raising=False)
 
 

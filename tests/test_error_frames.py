@@ -4,7 +4,8 @@ An error tracker (sentry-sdk with its default settings, rich's ``show_locals``,
 ``traceback.TracebackException(capture_locals=True)``) shows the local variables of every
 frame an exception carries, and of its causes'. Each failure mode the token endpoint can have
 is tried, over real sockets on loopback, for each way the client authenticates, and every
-value reachable from the error the caller gets is searched for the secret in all its forms.
+value reachable from the error the caller gets is searched for the secret in all its forms
+(for a client certificate whose key file `from_env` read, for the key and its digest).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import socket
 import ssl
 import sys
@@ -24,12 +26,16 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import RSAKey
 
 from mosaic_httpx_auth import MosaicAuth, Retry, TokenRequestError, generate_signing_key
 from mosaic_httpx_auth._client_auth import ClientSecretPost, PrivateKeyJWT, secret_forms
 from mosaic_httpx_auth._endpoint import TokenEndpoint
+from mosaic_httpx_auth._environment import CLIENT_CERTIFICATE_FILE, CLIENT_KEY_FILE
 from mosaic_httpx_auth._retry import causes
+from mosaic_httpx_auth.testing import ClientCertificate, make_client_certificate
 from mosaic_httpx_auth.testing._tls import write_server_certificate
 
 from .helpers import CLIENT_ID, CLIENT_SECRET, make_jwt
@@ -138,7 +144,12 @@ def unresolvable_mosaic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-def _auth(method: str, token_url: str, base_url: str) -> MosaicAuth:
+@pytest.fixture(scope="module")
+def client_certificate(tmp_path_factory: pytest.TempPathFactory) -> ClientCertificate:
+    return make_client_certificate(tmp_path_factory.mktemp("client-certificate"))
+
+
+def _auth(method: str, token_url: str, base_url: str, certificate: ClientCertificate) -> MosaicAuth:
     settings: dict[str, Any] = {
         "token_url": token_url,
         "base_url": base_url,
@@ -146,7 +157,28 @@ def _auth(method: str, token_url: str, base_url: str) -> MosaicAuth:
     }
     if method == "private_key_jwt":
         return MosaicAuth(CLIENT_ID, private_key=PRIVATE_KEY, **settings)
+    if method == "tls_client_auth":
+        # From the files, so that the key passes through the process (for a shared cache).
+        with pytest.MonkeyPatch.context() as environment:
+            environment.setenv(CLIENT_CERTIFICATE_FILE, str(certificate.cert_path))
+            environment.setenv(CLIENT_KEY_FILE, str(certificate.key_path))
+            return MosaicAuth.from_env(client_id=CLIENT_ID, **settings)
     return MosaicAuth(CLIENT_ID, CLIENT_SECRET, client_auth=cast("Any", method), **settings)
+
+
+def key_forms(key_path: Path) -> set[str]:
+    """A client certificate's private key as its file holds it (each line of the PEM), its
+    private number (unless the file is encrypted), and the digest a shared cache derives its
+    secret from."""
+    pem = key_path.read_bytes()
+    digest = hashlib.sha256(pem).digest()
+    forms = {line for line in pem.decode().splitlines() if "PRIVATE KEY" not in line}
+    forms |= {digest.hex(), digest.decode("latin-1")}
+    with contextlib.suppress(TypeError):  # encrypted: its lines and digest are what it holds
+        key = serialization.load_pem_private_key(pem, None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        forms.add(str(key.private_numbers().private_value))
+    return forms
 
 
 def _secrets(assertions: list[str]) -> set[str]:
@@ -235,7 +267,9 @@ async def _caller_error(api: str, auth: MosaicAuth, base_url: str) -> TokenReque
 
 
 @pytest.mark.parametrize("api", ["get_token", "async request", "sync request"])
-@pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic", "private_key_jwt"])
+@pytest.mark.parametrize(
+    "method", ["client_secret_post", "client_secret_basic", "private_key_jwt", "tls_client_auth"]
+)
 @pytest.mark.parametrize(
     "failure",
     ["refused", "unresolvable", "untrusted TLS", "timeout", "dropped", "refusal", "garbage"],
@@ -246,11 +280,12 @@ async def test_no_secret_is_reachable_from_a_token_request_failure(
     api: str,
     assertions: list[str],
     unresolvable_mosaic: None,
+    client_certificate: ClientCertificate,
     tmp_path: Path,
 ) -> None:
     """Whatever way the token request fails, neither the error nor its causes, their
     attributes or the locals of their frames hold the secret, the Basic credential, the
-    private key or the client assertion."""
+    private key, the client assertion or the client certificate's key."""
     tls = None
     if failure == "untrusted TLS":
         files = write_server_certificate(tmp_path)
@@ -261,14 +296,16 @@ async def test_no_secret_is_reachable_from_a_token_request_failure(
         scheme = "https" if tls else "http"
         host = MOSAIC_HOST if failure == "unresolvable" else f"127.0.0.1:{endpoint.port}"
         base_url = f"https://{host}" if failure == "unresolvable" else f"{scheme}://{host}"
-        auth = _auth(method, f"{base_url}/oidc/token", base_url)
+        auth = _auth(method, f"{base_url}/oidc/token", base_url, client_certificate)
         error = await _caller_error(api, auth, base_url)
     finally:
         endpoint.close()
 
     if method == "private_key_jwt" and failure not in ("refused", "unresolvable"):
         assert assertions  # the request was signed: its assertion is searched for too
-    leaked = leaks(error, _secrets(assertions))
+    if method == "tls_client_auth":
+        assert auth._endpoint.client_auth.credential_in_process  # the key passed through
+    leaked = leaks(error, _secrets(assertions) | key_forms(client_certificate.key_path))
     assert not leaked, f"{failure} / {method} / {api}: the error reaches {sorted(leaked)}"
 
 

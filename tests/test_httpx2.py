@@ -16,11 +16,14 @@ httpx2 = pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11")
 
 from mosaic_httpx_auth import ConfigurationError, Retry, TokenRequestError  # noqa: E402
 from mosaic_httpx_auth.httpx2 import MosaicAuth  # noqa: E402
+from mosaic_httpx_auth.testing import client_ssl_context, make_client_certificate  # noqa: E402
+from mosaic_httpx_auth.testing._tls import write_server_certificate  # noqa: E402
 
 from .helpers import RISK, FakeClock  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from mosaic_httpx_auth.testing import MosaicEmulator, RegisteredClient
 
@@ -139,3 +142,50 @@ def test_an_unreachable_token_endpoint_is_retried_and_named(clock: FakeClock) ->
         with pytest.raises(TokenRequestError, match="the connection was refused"):
             auth.get_token_sync()
         assert auth.stats().token_requests == 3
+
+
+@pytest.mark.parametrize("source", ["ssl_context", "environment"])
+async def test_tls_client_auth_presents_the_certificate_through_httpx2(
+    emulator: MosaicEmulator,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+) -> None:
+    """tls_client_auth with ssl_context=, or from the environment's certificate files, asks
+    for tokens through httpx2 clients presenting the certificate: on the auth's own thread for
+    httpx2.Client, on the caller's event loop for httpx2.AsyncClient."""
+    certificate = make_client_certificate(tmp_path)
+    client = emulator.register_client(certificate_sha256=certificate.sha256, resources=[RISK])
+    context = client_ssl_context(certificate)
+    with emulator.serve(tls=True) as base_url:
+        if source == "ssl_context":
+            auth = MosaicAuth(
+                client.client_id,
+                client_auth="tls_client_auth",
+                ssl_context=context,
+                base_url=base_url,
+                resource=RISK,
+                clock=clock,
+            )
+        else:
+            ca_path = write_server_certificate(tmp_path).client_ca_path
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
+            monkeypatch.setenv("MOSAIC_CLIENT_CERTIFICATE_FILE", str(certificate.cert_path))
+            monkeypatch.setenv("MOSAIC_CLIENT_KEY_FILE", str(certificate.key_path))
+            auth = MosaicAuth.from_env(
+                client_id=client.client_id, base_url=base_url, resource=RISK, clock=clock
+            )
+
+        def sync_call() -> int:
+            with httpx2.Client(auth=auth, base_url=base_url, verify=context) as http:
+                return int(http.post(RECOMMENDATION).status_code)
+
+        assert await anyio.to_thread.run_sync(sync_call) == 200
+        emulator.revoke_tokens()  # the async client's request needs a token of its own
+        async with httpx2.AsyncClient(auth=auth, base_url=base_url, verify=context) as http:
+            assert (await http.post(RECOMMENDATION)).status_code == 200
+        assert isinstance(await auth._endpoint._client(), httpx2.AsyncClient)
+        await auth.aclose()
+        await anyio.to_thread.run_sync(auth.close)
+    assert emulator.token_requests == {RISK: 2}

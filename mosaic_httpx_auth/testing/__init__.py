@@ -12,13 +12,16 @@ requests::
 
 Clients authenticate with any of Mosaic's methods: a client secret (the default),
 ``private_key_jwt`` (``register_client(jwks=public_keys)``), or mutual TLS
-(``register_client(certificate_sha256=...)``), which needs the emulator served over TLS::
+(``register_client(certificate_sha256=...)``), which needs the emulator served over TLS; its
+tokens are bound to the certificate, which the API client presents too::
 
     certificate = make_client_certificate(tmp_path)
     client = emulator.register_client(certificate_sha256=certificate.sha256)
+    context = client_ssl_context(certificate)
     with emulator.serve(tls=True) as base_url:
-        async with httpx.AsyncClient(verify=client_ssl_context(certificate)) as http:
-            await http.post(f"{base_url}/oidc/token", data={...})
+        auth = emulator.auth(client, ssl_context=context, base_url=base_url)
+        async with httpx.AsyncClient(auth=auth, verify=context) as http:
+            await http.get(f"{base_url}/risk/v1/...")
 
 Serving it on a port (`MosaicEmulator.serve`) needs the ``emulator`` extra (uvicorn).
 """

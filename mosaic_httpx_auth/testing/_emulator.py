@@ -24,6 +24,7 @@ from .._mosaic import (
     VERIFY_RESOURCE,
 )
 from ._asgi import EmulatorApp
+from ._binding import binding_holds, confirmation
 from ._client_auth import ASSERTION_ALGORITHMS, ClientAuthenticator
 from ._clients import (
     AUTHENTICATION_METHODS,
@@ -33,7 +34,7 @@ from ._clients import (
     new_client,
 )
 from ._faults import TokenRequestFault
-from ._responses import Refused, method_not_allowed, mosaic_error, oauth_error
+from ._responses import Refused, invalid_token, method_not_allowed, mosaic_error, oauth_error
 from ._server import serve_locally
 from ._signing import TokenSigner
 from ._transport import EmulatorTransport
@@ -84,7 +85,10 @@ class MosaicEmulator:
     ``serve(tls=True)``), publishes its key at ``/cis/oidc/jwks`` and
     discovery at ``/cis/oidc/.well-known/openid-configuration``, and guards every path under
     ``/risk/``, ``/verify/`` and ``/cis/``: a request there needs an unexpired, unrevoked token
-    that the emulator issued for that API's audience. Reach it through `transport()`, `app`
+    that the emulator issued for that API's audience. A token issued to a request that
+    presented a TLS client certificate is bound to it (RFC 8705 §3: its ``cnf`` claim), and
+    the APIs take it only on a connection that presents the same certificate, answering 401
+    ``invalid_token`` on any other. Reach it through `transport()`, `app`
     (ASGI) or `serve()` (a local port); all three share one state. Safe to use from the thread
     that `serve()` starts and the caller's at once.
 
@@ -331,11 +335,12 @@ class MosaicEmulator:
         """A `MosaicAuth` for `client` whose token requests go to this emulator.
 
         `options` are passed on to `MosaicAuth`: a `private_key_jwt` client needs its
-        `private_key`, a TLS client an `http_client` with its certificate and `token_url`
-        on `serve(tls=True)`. Send the API requests through `transport()` too, or to
-        `serve()`'s URL.
+        `private_key`, a TLS client ``ssl_context=client_ssl_context(certificate)`` (or an
+        `http_client` with it) and ``base_url`` on `serve(tls=True)`. Send the API requests
+        through `transport()` too, or to `serve()`'s URL.
         """
-        options.setdefault("http_client", httpx.AsyncClient(transport=self.transport()))
+        if "ssl_context" not in options:
+            options.setdefault("http_client", httpx.AsyncClient(transport=self.transport()))
         if client.authentication_method in SECRET_METHODS:
             options.setdefault("client_secret", client.client_secret)
             options.setdefault("client_auth", client.authentication_method)
@@ -357,6 +362,8 @@ class MosaicEmulator:
         certificate for 127.0.0.1 and asks clients for a certificate, which the
         ``tls_client_auth`` methods need: the only way to use them. Clients trust the server
         through `client_ssl_context`, and present a certificate of `make_client_certificate`.
+        Tokens issued to a client that presented one are bound to it: the APIs take them only
+        on connections that present it too.
 
         While it is served, a client assertion may name its token endpoint at the base URL as
         its ``aud``, as well as Mosaic's.
@@ -396,7 +403,7 @@ class MosaicEmulator:
         audience = next((aud for prefix, aud in _API_AUDIENCES if path.startswith(prefix)), None)
         if audience is None:
             return mosaic_error(404, "Not Found")
-        return self._api_call(request, audience)
+        return self._api_call(request, audience, client_certificate)
 
     # The token endpoint
 
@@ -455,10 +462,11 @@ class MosaicEmulator:
                 mosaic_error(400, f"resource {resource!r} is not configured for this client")
             )
         lifetime = self._lifetime_for(resource)
+        token = self._mint(client, resource, lifetime, certificate=client_certificate)
         return httpx.Response(
             200,
             json={
-                "access_token": self._mint(client, resource, lifetime),
+                "access_token": token,
                 "token_type": "Bearer",
                 "expires_in": int(lifetime) if lifetime.is_integer() else lifetime,
                 "scope": "",
@@ -473,7 +481,15 @@ class MosaicEmulator:
     def _lifetime_for(self, resource: str | None) -> float:
         return self._resource_token_lifetimes.get(resource, self._token_lifetime)
 
-    def _mint(self, client: RegisteredClient, resource: str | None, lifetime: float) -> str:
+    def _mint(
+        self,
+        client: RegisteredClient,
+        resource: str | None,
+        lifetime: float,
+        *,
+        certificate: bytes | None = None,
+    ) -> str:
+        """A token for `client`, bound to `certificate` (DER) if one was presented."""
         now = self._clock()
         audience = IDENTITY_MANAGEMENT_AUDIENCE if resource is None else resource
         jti = secrets.token_urlsafe(16)
@@ -490,6 +506,7 @@ class MosaicEmulator:
                 "tid": self.tenant_id,
                 "scope": "",
                 **({"roles": ["Admin"]} if client.management else {}),
+                **confirmation(certificate),
             }
         )
         with self._lock:
@@ -511,15 +528,23 @@ class MosaicEmulator:
 
     # The guarded APIs
 
-    def _api_call(self, request: httpx.Request, audience: str) -> httpx.Response:
+    def _api_call(
+        self, request: httpx.Request, audience: str, client_certificate: bytes | None
+    ) -> httpx.Response:
         claims = self._accepted_claims(request.headers.get("authorization"), audience)
+        bound_elsewhere = claims is not None and not binding_holds(claims, client_certificate)
         path = request.url.path
         with self._lock:
             self._api_calls[path] += 1
-            if claims is None:
+            if claims is None or bound_elsewhere:
                 self._rejected_api_calls[path] += 1
         if claims is None:
             return mosaic_error(401, "Invalid token")
+        if bound_elsewhere:
+            return invalid_token(
+                "the token is bound to a client certificate (RFC 8705) that this connection "
+                "did not present"
+            )
         return httpx.Response(
             200,
             json={

@@ -39,6 +39,17 @@ def mosaic_error(status: int, message: str) -> httpx.Response:
     return httpx.Response(status, json={"message": message, "error_code": status})
 
 
+def invalid_token(description: str) -> httpx.Response:
+    """An API's 401 for a token it will not take, in Mosaic's shape, with the challenge of
+    RFC 6750 §3 saying why."""
+    challenge = f'Bearer error="invalid_token", error_description="{description}"'
+    return httpx.Response(
+        401,
+        json={"message": "Invalid token", "error_code": 401},
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
 def method_not_allowed(allowed: str) -> httpx.Response:
     """A 405 naming the one method the path allows."""
     return httpx.Response(
