@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from ._sync_bridge import SyncBridge
 from ._telemetry import Telemetry
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Mapping
     from types import TracebackType
 

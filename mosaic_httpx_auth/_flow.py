@@ -28,7 +28,7 @@ from ._unauthorized import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable, Generator
+    from collections.abc import AsyncGenerator, Generator
     from types import ModuleType
 
     from ._endpoint import TokenEndpoint
