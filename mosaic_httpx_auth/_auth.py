@@ -219,11 +219,17 @@ class MosaicAuth(RequestFlow):
         """Tell the auth that `token` was refused outside httpx: it is dropped, here and in
         the shared cache, unless a newer token already replaced it, and the next request for
         its resource gets a new one. Whether this instance still used it."""
-        return await self._fetcher.invalidate(token.resource, token)
+        dropped = self._states.invalidate(token)
+        await self._fetcher.discard_shared(token.resource, token)
+        return dropped
 
     def invalidate_sync(self, token: AccessToken) -> bool:
-        """`invalidate` for sync code."""
-        return self._sync.run(self._fetcher.invalidate, token.resource, token)
+        """`invalidate` for sync code. Without a shared cache it is all in memory, from any
+        thread; with one, the discard there runs on the auth's own event loop thread."""
+        dropped = self._states.invalidate(token)
+        if self._fetcher.shares_tokens:
+            self._sync.run(self._fetcher.discard_shared, token.resource, token)
+        return dropped
 
     async def aclose(self) -> None:
         """Stop this event loop's token fetches and close the HTTP client used for them,

@@ -196,14 +196,18 @@ class TokenFetcher:
             logger.warning("%s", bound_token_refused(resource, place))
         return refusal is not Refusal.KEPT
 
-    async def invalidate(self, resource: str | None, token: AccessToken) -> bool:
-        """Drop `token`, here and in the shared cache, unless a newer token replaced it:
-        whether this process still used it."""
-        dropped = self._states.invalidate(token)
+    @property
+    def shares_tokens(self) -> bool:
+        """Whether tokens go through a shared cache."""
+        return self._cache is not None
+
+    async def discard_shared(self, resource: str | None, token: AccessToken) -> None:
+        """Forget `token` in the shared cache, if it is still the one there (another process
+        may have stored a newer one): not while a cache outage is being waited out, which
+        would cost the caller a timeout for nothing."""
         if self._cache is not None:
-            # Compare-and-discard there too: another process may have stored a newer one.
-            await self._shared(self._cache.discard, await self._key(resource), token)
-        return dropped
+            key = await self._key(resource)
+            await self._shared(self._cache.discard, key, token, during_pause=False)
 
     async def aclose(self) -> None:
         """Stop this event loop's flights (their waiters get an error) and close its token

@@ -14,6 +14,7 @@ import httpx
 from ._exceptions import TokenRequestError
 from ._telemetry import AuthEvent
 from ._unauthorized import (
+    RESEND_EXTENSION,
     RESOURCE_EXTENSION,
     Need,
     Refused,
@@ -120,6 +121,9 @@ class RequestFlow(httpx.Auth):
         del request.headers["Authorization"]
         token = yield TokenNeeded(resource, request, self._deadline(request), refused)
         self._authorize(request, token)
+        # For an HTTP instrumentation's request hook: this is a resend (OpenTelemetry's
+        # `http.request.resend_count`), which the transport below cannot tell.
+        request.extensions[RESEND_EXTENSION] = 1
         response = yield request
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)

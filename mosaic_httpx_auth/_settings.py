@@ -167,8 +167,8 @@ def token_states(
         clock=clock,
         monotonic=getattr(clock, "monotonic", time.monotonic),
         owner_alive=loop_alive,
-        # Somewhere in the window's first third, drawn once per instance.
-        refresh_spread=_spread() / 3,
+        # Somewhere in the window's first third, drawn once per instance (and forked child).
+        refresh_spread=lambda: _spread() / 3,
     )
     # The parent's flights stayed behind with its event loops and threads.
     on_fork_in_child(states.after_fork)

@@ -85,8 +85,9 @@ class SyncBridge:
             # Blocking an event loop's thread would stop the loop, and with it any fetch it
             # runs that this call would wait for: a deadlock, not a slow request.
             raise UnsupportedClientError(
-                "a sync request that needs a token was made on an event loop's thread: "
-                "use httpx.AsyncClient there (or get_token), or make it in a worker thread"
+                "a sync request that needs a token (or get_token_sync, invalidate_sync with a "
+                "shared cache) was made on an event loop's thread: use httpx.AsyncClient there "
+                "(or get_token, invalidate), or make it in a worker thread"
             )
         future = self._started_loop_thread().submit(func, resource, *args)
         try:

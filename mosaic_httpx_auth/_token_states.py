@@ -260,6 +260,8 @@ class _Record:
     drop nothing; forgotten when they accept the token or a new one arrives."""
     refused: dict[str, float] = field(default_factory=dict, repr=False)
     """Tokens an API refused, with their expiry: never to be taken back from a cache."""
+    invalidated_at: float = -math.inf
+    """When the application last had a token dropped (`invalidate`; monotonic)."""
 
     def phase(self, now: float, monotonic_now: float) -> Phase:
         usable = now < self.entry.usable_until
@@ -279,9 +281,10 @@ class TokenStates:
 
     A token is *usable* until `leeway` seconds before it expires and *fresh* until
     `refresh_window` seconds before that, each capped at half the time left, so that a
-    short-lived token is still reused. The refresh is due `refresh_spread` (a fraction) into
-    that window: instances that start together, as a deployment's do, drew each their own,
-    so that they do not refresh in step every hour. A failed refresh is tried again after
+    short-lived token is still reused. The refresh is due `refresh_spread` (a fraction, drawn
+    by the callable given, again in a forked child) into that window: instances that start
+    together, as a deployment's do, each draw their own, so that they do not refresh in step
+    every hour. A failed refresh is tried again after
     `refresh_retry_interval` seconds, or as long as the endpoint's ``Retry-After`` asked.
     """
 
@@ -295,11 +298,12 @@ class TokenStates:
         monotonic: Callable[[], float],
         owner_alive: Callable[[object], bool] = lambda owner: True,
         refresh_retry_interval: float = 5.0,
-        refresh_spread: float = 0.0,
+        refresh_spread: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.leeway = leeway
         self.refresh_window = refresh_window
-        self.refresh_spread = refresh_spread
+        self._draw_spread = refresh_spread
+        self.refresh_spread = refresh_spread()
         self.retry = retry
         self.refresh_retry_interval = refresh_retry_interval
         self.clock = clock
@@ -581,11 +585,20 @@ class TokenStates:
     def invalidate(self, token: AccessToken) -> bool:
         """The application says `token` was refused: drop it if it is still the token in use
         for its resource (a newer one stays), so that the next caller fetches another, and
-        never take it back from a cache. Whether it was dropped."""
+        never take it back from a cache. Whether it was dropped.
+
+        As with 401s, whatever refuses every token costs a token request a minute at most: the
+        token fetched after an invalidation is kept if invalidated within `REFUSAL_HOLD` of
+        that invalidation, since its successor would most likely be refused as well."""
         with self._lock:
             record = self._records.get(token.resource)
             if record is None or record.entry.token != token:
                 return False
+            # The replacement for an invalidation less than REFUSAL_HOLD ago: kept.
+            now = self.monotonic()
+            if record.received_at > record.invalidated_at > now - REFUSAL_HOLD:
+                return False
+            record.invalidated_at = now
             record.refused[token.token] = token.expires_at
             record.entry = _NO_ENTRY
             record.refused_at = record.answers = None
@@ -609,8 +622,12 @@ class TokenStates:
         """In a forked child: forget the flights under way (their event loops and threads
         stayed in the parent), and replace a lock another thread may have held."""
         self._lock = threading.Lock()
+        # A child is an instance of its own: it draws its own refresh moment.
+        self.refresh_spread = self._draw_spread()
         for record in self._records.values():
             record.flight = None
+            if record.entry.token is not None:
+                record.entry = self._entry_for(record.entry.token)
 
     def expires_in(self, resource: str | None) -> float:
         """Seconds until `resource`'s token stops being served (negative once it has)."""

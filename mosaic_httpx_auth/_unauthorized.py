@@ -68,34 +68,54 @@ def carried(response: httpx.Response, token: AccessToken) -> bool:
 
 # A request's own resource, overriding its URL's route: ``extensions={"mosaic_resource": r}``.
 RESOURCE_EXTENSION = "mosaic_resource"
+# Set on a request the flow sends again after a 401: how many times it was resent.
+RESEND_EXTENSION = "mosaic_resend_count"
 
 
 def requested_resource(value: object) -> str | None:
-    """The resource a request's extension names: a string, or None for no resource."""
-    if value is None or isinstance(value, str):
+    """The resource a request's extension names: a non-empty string, or None for no
+    resource. The application chooses it: a value taken from what a request carries would
+    make a token request, and a cached token, per value."""
+    if value is None or (isinstance(value, str) and value):
         return value
+    shown = repr(value) if isinstance(value, str) else type(value).__name__
     raise ConfigurationError(
-        f"the {RESOURCE_EXTENSION} extension must be a resource (a string) or None, not "
-        f"{type(value).__name__}",
+        f"the {RESOURCE_EXTENSION} extension must be a resource (a non-empty string) or None, "
+        f"not {shown}",
         setting=RESOURCE_EXTENSION,
     )
 
 
-# RFC 6750 §3: ``Bearer`` then its auth-params, ``name=token`` or ``name="quoted string"``.
-_BEARER = re.compile(r"(?:^|,)\s*bearer(?=[\s,]|$)", re.IGNORECASE)
-_AUTH_PARAM = re.compile(r'\s*,?\s*([\w-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*)')
+# A ``WWW-Authenticate`` value, item by item (RFC 7235 §4.1): an auth-param ``name=value``
+# (the value a token or a quoted string, whose commas and escapes are its own), a bare token (a
+# challenge's scheme, or a token68), or a comma.
+_TOKEN = r"[\w!#$%&'*+.^`|~-]+"
+_CHALLENGE_ITEM = re.compile(
+    rf'\s*(?:({_TOKEN})\s*=\s*({_TOKEN}|"(?:[^"\\]|\\.)*")|({_TOKEN}=*)|,)'
+)
 
 
 def bearer_error(response: httpx.Response) -> str | None:
-    """The ``error`` of `response`'s Bearer challenge (``WWW-Authenticate``), if it has one."""
-    for challenge in response.headers.get_list("WWW-Authenticate"):
-        for bearer in _BEARER.finditer(challenge):
-            position = bearer.end()
-            while (param := _AUTH_PARAM.match(challenge, position)) is not None:
-                if param[1].lower() == "error":
-                    return param[2].strip('"')
-                position = param.end()
+    """The ``error`` of `response`'s Bearer challenge (``WWW-Authenticate``), if it has one:
+    read item by item, so that nothing inside a quoted string, or another scheme's
+    challenge, is taken for it."""
+    for header in response.headers.get_list("WWW-Authenticate"):
+        scheme, position = None, 0
+        while (item := _CHALLENGE_ITEM.match(header, position)) and item.end() > position:
+            position = item.end()
+            name, value, bare = item.group(1, 2, 3)
+            if bare is not None:
+                scheme = bare.lower()
+            elif scheme == "bearer" and name is not None and name.lower() == "error":
+                return _unquoted(value)
     return None
+
+
+def _unquoted(value: str) -> str:
+    """An auth-param's value: a quoted string without its quotes and escapes."""
+    if not value.startswith('"'):
+        return value
+    return re.sub(r"\\(.)", r"\1", value[1:-1])
 
 
 def place(request: httpx.Request) -> str:
@@ -135,6 +155,8 @@ def bound_token_refused(resource: str | None, place: str) -> str:
         f"the API at {place} keeps refusing the token {for_resource(resource)}, which is bound "
         "to the client certificate of the token requests (its cnf claim, RFC 8705): an API "
         "takes such a token only on a connection that presents that certificate, and every "
-        "new token is bound the same way. Give the API client the certificate too, e.g. "
-        "httpx.AsyncClient(auth=auth, verify=ssl_context)"
+        "new token is bound the same way. If the API client presents no certificate, that is "
+        "why: give it the certificate too, e.g. httpx.AsyncClient(auth=auth, "
+        "verify=ssl_context). If it does, the API refuses these tokens for another reason (a "
+        "resource or permission the app lacks)"
     )

@@ -26,9 +26,10 @@ No stable semantic convention covers authentication yet (open-telemetry/semantic
 and ``error.type`` are the general conventions'. Attributes are of low cardinality, and never
 hold a token, a secret or a request's URL.
 
-``http.request.resend_count`` is not set on an API request retried after a 401:
-opentelemetry-instrumentation-httpx makes that request's span inside the transport, after the
-auth flow has handed the request on, and offers an auth no way to reach it. A token request
+``http.request.resend_count`` is not set here: opentelemetry-instrumentation-httpx makes an
+API request's span inside the transport. An API request sent again after a 401 carries
+``extensions["mosaic_resend_count"] = 1``, which that instrumentation's request hook can copy
+to its span (the README shows how). A token request
 cut short by ``aclose()`` or its event loop's end has no outcome and is not recorded
 (`MosaicAuth.stats` counts it, as it was sent).
 """

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
-from mosaic_httpx_auth import MemoryTokenCache
+from mosaic_httpx_auth import MemoryTokenCache, UnsupportedClientError
 from mosaic_httpx_auth.cache import CacheLease
 
-from .helpers import RISK, FakeMosaic, cache_key, cached_token
+from .helpers import RISK, FakeClock, FakeMosaic, cache_key, cached_token
 from .test_sync import served_auth
 
 if TYPE_CHECKING:
@@ -92,3 +93,43 @@ def test_invalidate_sync_drops_the_token_of_a_sync_client(
         assert auth.invalidate_sync(first) is False
         assert auth.get_token_sync(timeout=5) == second
     assert emulator.token_requests[RISK] == 2
+
+
+@pytest.mark.anyio
+async def test_invalidating_every_token_costs_a_token_request_a_minute(
+    mosaic: FakeMosaic, clock: FakeClock
+) -> None:
+    """Code that invalidates whatever token it gets (a WebSocket API refusing them all, a
+    client certificate it does not present) costs one token request a minute, as 401s do:
+    the token fetched after an invalidation is kept if invalidated within the minute."""
+    auth = mosaic.auth(resource=RISK)
+    for _ in range(100):
+        await auth.invalidate(await auth.get_token())
+        clock.advance(0.1)
+    assert mosaic.token_requests[RISK] == 2
+    clock.advance(60)
+    assert await auth.invalidate(await auth.get_token()) is True
+    assert await auth.get_token() is not None
+    assert mosaic.token_requests[RISK] == 3
+
+
+def test_invalidate_sync_without_a_cache_needs_no_thread_of_the_auths(mosaic: FakeMosaic) -> None:
+    """Without a shared cache, `invalidate_sync` is all in memory: it works on an auth given
+    an http_client, and starts no event loop thread."""
+    auth = mosaic.auth(resource=RISK)  # with FakeMosaic's http_client: async only otherwise
+    first = anyio.run(auth.get_token)
+    assert auth.invalidate_sync(first) is True
+    assert anyio.run(auth.get_token) != first
+    assert auth._sync._loop_thread is None
+
+
+@pytest.mark.anyio
+async def test_invalidate_sync_with_a_cache_on_an_event_loop_says_to_await(
+    mosaic: FakeMosaic,
+) -> None:
+    """With a shared cache, `invalidate_sync` on an event loop's thread would block it: an
+    UnsupportedClientError that names `invalidate`, with the token still dropped here."""
+    auth = mosaic.auth(resource=RISK, cache=MemoryTokenCache())
+    token = await auth.get_token()
+    with pytest.raises(UnsupportedClientError, match="invalidate"):
+        auth.invalidate_sync(token)

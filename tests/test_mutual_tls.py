@@ -34,7 +34,7 @@ from mosaic_httpx_auth.testing import (
 )
 from mosaic_httpx_auth.testing._tls import write_server_certificate
 
-from .helpers import RISK, FakeClock, scrypt_of
+from .helpers import RISK, TOKEN_URL, FakeClock, scrypt_of
 from .test_error_frames import key_forms, leaks
 
 if TYPE_CHECKING:
@@ -357,16 +357,22 @@ def test_from_env_derives_the_cache_secret_from_the_key_file(
     certificate: ClientCertificate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the key file read, a RedisTokenCache needs no encryption_key: the cache secret is
-    scrypt of the key's SHA-256; with a bare ssl_context (the key inside OpenSSL) it still
-    needs one."""
+    scrypt of the SHA-256 of the key's DER, the same for the key alone, in a file beside its
+    certificate, or with other line endings; with a bare ssl_context (the key inside
+    OpenSSL) it still needs one."""
     certificate_environment(monkeypatch, certificate, CLIENT_ID="client")
     cache = RedisTokenCache.from_url("redis://127.0.0.1/0")
-    auth = MosaicAuth.from_env(cache=cache)
-    authentication = auth._endpoint.client_auth
-    assert authentication.credential_in_process
-    digest = hashlib.sha256(certificate.key_path.read_bytes()).digest()
-    expected = scrypt_of(digest, token_url=auth.token_url, client_id="client")
-    assert anyio.run(authentication.cache_secret, auth.token_url) == expected
+    pem = certificate.key_path.read_text()
+    der = base64.b64decode("".join(line for line in pem.splitlines() if "-----" not in line))
+    expected = scrypt_of(hashlib.sha256(der).digest(), token_url=TOKEN_URL, client_id="client")
+    bundle = certificate.key_path.with_name("bundle.pem")
+    bundle.write_text(certificate.cert_path.read_text() + pem.replace("\n", "\r\n"))
+    for key_file in (certificate.key_path, bundle):
+        monkeypatch.setenv(CLIENT_KEY_FILE, str(key_file))
+        auth = MosaicAuth.from_env(cache=cache, token_url=TOKEN_URL)
+        authentication = auth._endpoint.client_auth
+        assert authentication.credential_in_process
+        assert anyio.run(authentication.cache_secret, TOKEN_URL) == expected
     with pytest.raises(ConfigurationError, match="needs encryption_key= with tls_client_auth"):
         MosaicAuth(
             "client",

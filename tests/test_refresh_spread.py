@@ -5,6 +5,8 @@ does not stampede the token endpoint every hour. Leeway and expiry do not move."
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import anyio
 import pytest
@@ -52,3 +54,29 @@ async def test_a_token_is_refreshed_at_the_instances_moment_and_used_until_its_l
     second = await auth.get_token()
     # Served until its leeway (60 s) before its expiry, whatever the instance drew.
     assert auth._states.expires_in(RISK) == pytest.approx(second.expires_at - 60 - clock())
+
+
+def test_a_forked_child_draws_a_moment_of_its_own() -> None:
+    """Workers forked from a parent that made its MosaicAuth first (``gunicorn --preload``)
+    each draw their own refresh moment, for the token they inherited too."""
+    script = """
+import os
+from mosaic_httpx_auth import AccessToken, MosaicAuth
+auth = MosaicAuth("client-id", "client-secret")
+states = auth._states
+token = AccessToken("t", 1_800_003_600.0, None, issued_at=1_800_000_000.0)
+from mosaic_httpx_auth._token_states import _Record
+states._records[None] = _Record(entry=states._entry_for(token))  # as if fetched
+moments = set()
+for _ in range(8):
+    reader, writer = os.pipe()
+    if os.fork() == 0:
+        entry = states._records[None].entry
+        os.write(writer, repr((states.refresh_spread, entry.refresh_at)).encode())
+        os._exit(0)
+    os.close(writer)
+    os.wait()
+    moments.add(os.read(reader, 200))
+raise SystemExit(0 if len(moments) == 8 else 1)
+"""
+    subprocess.run([sys.executable, "-c", script], timeout=60, check=True)  # noqa: S603

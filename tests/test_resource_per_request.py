@@ -84,5 +84,7 @@ async def test_a_resource_that_is_not_a_string_is_refused(mosaic: FakeMosaic) ->
     async with mosaic.api_client(auth) as client:
         with pytest.raises(ConfigurationError, match="mosaic_resource extension") as caught:
             await client.get(f"{API}/x", extensions={"mosaic_resource": [RISK]})
+        with pytest.raises(ConfigurationError, match="a non-empty string"):
+            await client.get(f"{API}/x", extensions={"mosaic_resource": ""})
     assert caught.value.setting == "mosaic_resource"
     assert mosaic.token_requests.total() == 0

@@ -34,6 +34,11 @@ API_URL = "https://api.transmitsecurity.io/risk/v1/x"
             "insufficient_scope",
         ),
         (['Basic error="insufficient_scope"'], None),  # not the Bearer challenge's
+        # A scheme's name inside another challenge's quoted string is text, not a challenge.
+        (['Basic realm="api, Bearer error=insufficient_scope"'], None),
+        (['DPoP error_description="x, bearer error=insufficient_scope"'], None),
+        (['Bearer error="insufficient\\_scope"'], "insufficient_scope"),  # a quoted-pair
+        (['Bearer abc123==, DPoP error="insufficient_scope"'], None),  # a token68, then DPoP
         (['Bearer realm="risk"'], None),
         (["Bearer"], None),
         ([], None),
@@ -46,14 +51,17 @@ def test_the_bearer_challenges_error_is_read(challenges: list[str], error: str |
     assert bearer_error(httpx.Response(401, headers=headers)) == error
 
 
-def api_answering(mosaic: FakeMosaic, challenge: str | None) -> httpx.MockTransport:
+def api_answering(
+    mosaic: FakeMosaic, challenge: str | None, resends: list[object]
+) -> httpx.MockTransport:
     """FakeMosaic's token endpoint, and an API that answers every request 401 with
-    `challenge` as its ``WWW-Authenticate``."""
+    `challenge` as its ``WWW-Authenticate``; each request's resend count goes to `resends`."""
 
     async def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oidc/token":
             return await mosaic.handle(request)
         mosaic.api_requests.append(request)
+        resends.append(request.extensions.get("mosaic_resend_count"))
         headers = {} if challenge is None else {"WWW-Authenticate": challenge}
         return httpx.Response(401, headers=headers)
 
@@ -73,10 +81,13 @@ async def test_only_a_token_the_api_finds_invalid_is_replaced(
     mosaic: FakeMosaic, challenge: str | None, token_requests: int, api_requests: int
 ) -> None:
     """``insufficient_scope``: the 401 is the answer, the token stays, nothing is retried.
-    ``invalid_token`` or no challenge: a new token and one retry, as before."""
+    ``invalid_token`` or no challenge: a new token and one retry, as before, the retry marked
+    as a resend for an HTTP instrumentation's hook."""
     events: list[AuthEvent] = []
+    resends: list[object] = []
     auth = mosaic.auth(resource=RISK, on_event=events.append)
-    async with httpx.AsyncClient(auth=auth, transport=api_answering(mosaic, challenge)) as client:
+    transport = api_answering(mosaic, challenge, resends)
+    async with httpx.AsyncClient(auth=auth, transport=transport) as client:
         response = await client.get(API_URL)
         kept = await auth.get_token()
     assert response.status_code == 401
@@ -84,5 +95,6 @@ async def test_only_a_token_the_api_finds_invalid_is_replaced(
     assert len(mosaic.api_requests) == api_requests
     retries = [event for event in events if event.name == "unauthorized_retry"]
     assert len(retries) == api_requests - 1
+    assert resends == [None, 1][:api_requests]
     if token_requests == 1:
         assert response.request.headers["Authorization"] == kept.authorization
