@@ -47,3 +47,10 @@ __all__ = [
     "UnsupportedClientError",
     "generate_signing_key",
 ]
+
+# Tracebacks, reprs and help() name each public class where users import it from, not the
+# private module it is written in (as httpx does).
+for _name in __all__:
+    if isinstance(_value := globals()[_name], type):
+        _value.__module__ = __name__
+del _name, _value

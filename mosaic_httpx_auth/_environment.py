@@ -14,6 +14,7 @@ from ._client_certificate import (
     load_client_certificate,
 )
 from ._exceptions import ConfigurationError
+from ._urls import off_region
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -78,6 +79,7 @@ class EnvironmentSettings:
             self._present_certificate(http, *certificate)
         if not self.arguments.get("client_id"):
             raise ConfigurationError("set MOSAIC_CLIENT_ID in the environment", setting="client_id")
+        self._refuse_off_region()
         if self.arguments.get("client_secret") and self.arguments.get("private_key"):
             raise ConfigurationError(
                 f"set {self._origin('client_secret')} or {self._origin('private_key')}, not "
@@ -99,6 +101,21 @@ class EnvironmentSettings:
         if not any(arguments.get(name) for name in ("client_auth", "client_secret", "private_key")):
             arguments["client_auth"] = "tls_client_auth"
             self.sources["client_auth"] = _CERTIFICATE_VARIABLES
+
+    def _refuse_off_region(self) -> None:
+        """A region and a URL on another host contradict each other: name both variables."""
+        arguments = self.arguments
+        region = arguments.get("region")
+        conflict = off_region(
+            region, base_url=arguments.get("base_url"), token_url=arguments.get("token_url")
+        )
+        if conflict is not None:
+            name, origin = conflict
+            raise ConfigurationError(
+                f"{self._origin('region')} ({region}) and {self._origin(name)} ({origin}) name "
+                "two hosts: set one of them",
+                setting=name,
+            )
 
     def _origin(self, argument: str) -> str:
         return self.sources.get(argument, f"the {argument} argument")

@@ -18,9 +18,18 @@ class _FromToken(dict[str, Any]):
 
 @dataclass(frozen=True, slots=True)
 class AccessToken:
-    """A client access token and what the library knows about it.
+    """A client access token and what the library knows about it, as `get_token` returns it.
 
     Immutable. Its repr shows the resource and expiry, never the token.
+
+    Attributes:
+        token: The JWT itself, as sent after ``Bearer``.
+        expires_at: When it stops being accepted, in seconds since the epoch.
+        resource: The resource (audience) it was requested for; None for Identity Management.
+        claims: Its JWT claims (``aud``, ``exp``, ``roles``, ...), read without verifying.
+        issued_at: When it was requested, by the local clock; None when unknown.
+        authorization: The whole ``Authorization`` header value, ``"Bearer <token>"``.
+        lifetime: Seconds from `issued_at` to `expires_at`, if `issued_at` is known.
     """
 
     token: str = field(repr=False)

@@ -33,6 +33,23 @@ def absolute_url(text: str, *, setting: str, http: ModuleType = httpx) -> httpx.
     return url
 
 
+def off_region(region: str | None, **urls: str | None) -> tuple[str, str] | None:
+    """The first of `urls` (by name) whose origin is not `region`'s host, with that origin:
+    a region and a URL on another host contradict each other. None when they agree, or when
+    either cannot be read (that is said elsewhere)."""
+    host = REGION_HOSTS.get(region or "")
+    for name, text in urls.items():
+        try:
+            url = httpx.URL(text) if text else None
+        except (httpx.InvalidURL, TypeError):
+            continue
+        if host is not None and url is not None and url.host:
+            origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+            if origin != host:
+                return name, origin
+    return None
+
+
 def mosaic_urls(region: str | None, base_url: str | None, token_url: str | None) -> tuple[str, str]:
     """The API base URL and token URL. The base URL is `base_url`, else `region`'s host, else
     the origin of `token_url`, else the US host; the token URL is `token_url`, else the base
@@ -41,6 +58,14 @@ def mosaic_urls(region: str | None, base_url: str | None, token_url: str | None)
     if region is not None and region not in REGION_HOSTS:
         raise ConfigurationError(
             f"region {region!r} is not one of {', '.join(REGION_HOSTS)}", setting="region"
+        )
+    conflict = off_region(region, base_url=base_url, token_url=token_url)
+    if conflict is not None:
+        name, origin = conflict
+        raise ConfigurationError(
+            f"region {region!r} and {name} name two hosts ({REGION_HOSTS[region or '']} and "
+            f"{origin}): give one of them",
+            setting=name,
         )
     token = absolute_url(token_url, setting="token_url") if token_url else None
     if base_url is None:

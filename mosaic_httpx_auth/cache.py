@@ -37,6 +37,9 @@ __all__ = [
     "TokenCacheError",
 ]
 
+# `TokenCacheError` is written beside the other errors; it is raised, and imported, from here.
+TokenCacheError.__module__ = __name__
+
 # How long a lease lasts unless its holder ends it: longer than a token request takes, short
 # enough that the fleet waits no longer than this for a holder that died mid-fetch.
 DEFAULT_LEASE_SECONDS = 10.0

@@ -247,20 +247,38 @@ def test_each_region_selects_its_host(region: str) -> None:
     assert auth.token_url == f"{REGION_HOSTS[region]}/oidc/token"
 
 
-def test_base_url_and_token_url_override_the_region() -> None:
-    """base_url wins over region, and token_url over both."""
-    auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, region="eu", base_url="https://mosaic.test/")
-    assert (auth.base_url, auth.token_url) == (
-        "https://mosaic.test",
-        "https://mosaic.test/oidc/token",
-    )
+@pytest.mark.parametrize(
+    ("urls", "setting"),
+    [
+        ({"base_url": "https://api.transmitsecurity.io"}, "base_url"),
+        ({"base_url": "https://mosaic.test/"}, "base_url"),
+        ({"token_url": "https://api.transmitsecurity.io/oidc/token"}, "token_url"),
+        ({"base_url": REGION_HOSTS["eu"], "token_url": "https://id.test/oidc/token"}, "token_url"),
+    ],
+)
+def test_a_region_and_a_url_on_another_host_are_refused(urls: dict[str, str], setting: str) -> None:
+    """region="eu" with a URL on another host is a contradiction, not an override: a
+    ConfigurationError naming both settings and both hosts."""
+    with pytest.raises(ConfigurationError, match=rf"region 'eu' and {setting} name two hosts"):
+        MosaicAuth(CLIENT_ID, CLIENT_SECRET, region="eu", **urls)
+
+
+def test_a_region_agrees_with_urls_on_its_own_host() -> None:
+    """A base URL or token URL on the region's host, with or without a path or trailing
+    slash, is no contradiction; without a region, base_url and token_url go anywhere."""
     auth = MosaicAuth(
-        CLIENT_ID, CLIENT_SECRET, region="eu", token_url="https://id.test/cis/oidc/token"
+        CLIENT_ID,
+        CLIENT_SECRET,
+        region="eu",
+        base_url=REGION_HOSTS["eu"] + "/",
+        token_url=REGION_HOSTS["eu"] + "/cis/oidc/token",
     )
     assert (auth.base_url, auth.token_url) == (
         REGION_HOSTS["eu"],
-        "https://id.test/cis/oidc/token",
+        REGION_HOSTS["eu"] + "/cis/oidc/token",
     )
+    auth = MosaicAuth(CLIENT_ID, CLIENT_SECRET, base_url="https://mosaic.test/")
+    assert auth.token_url == "https://mosaic.test/oidc/token"
 
 
 def test_resource_paths_are_relative_to_the_base_url() -> None:

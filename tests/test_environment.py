@@ -36,6 +36,8 @@ pytestmark = pytest.mark.anyio
 
 KEY = generate_signing_key("ES256", key_id="env-key")
 
+AU_TOKEN_URL = "https://api.au.transmitsecurity.io/oidc/token"
+
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,17 +77,18 @@ async def test_from_env_reads_the_secret_settings(monkeypatch: pytest.MonkeyPatc
     ("variables", "token_url"),
     [
         ({"REGION": "sandbox"}, "https://api.sbx.transmitsecurity.io/oidc/token"),
-        ({"REGION": "au", "BASE_URL": "https://mosaic.test"}, "https://mosaic.test/oidc/token"),
+        ({"REGION": "au", "BASE_URL": "https://api.au.transmitsecurity.io"}, AU_TOKEN_URL),
+        ({"BASE_URL": "https://mosaic.test"}, "https://mosaic.test/oidc/token"),
         (
             {"BASE_URL": "https://mosaic.test", "TOKEN_URL": "https://id.test/cis/oidc/token"},
             "https://id.test/cis/oidc/token",
         ),
     ],
 )
-async def test_token_url_beats_base_url_beats_region(
+async def test_the_token_url_follows_the_region_or_the_urls(
     monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], token_url: str
 ) -> None:
-    """MOSAIC_TOKEN_URL overrides MOSAIC_BASE_URL, which overrides MOSAIC_REGION."""
+    """MOSAIC_TOKEN_URL is the token URL; else MOSAIC_BASE_URL's, else MOSAIC_REGION's."""
     setenv(monkeypatch, CLIENT_ID=CLIENT_ID, CLIENT_SECRET=CLIENT_SECRET, **variables)
     async with MosaicAuth.from_env() as auth:
         assert auth.token_url == token_url
@@ -138,6 +141,25 @@ async def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatc
         (
             {"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET, "TOKEN_URL": "http://x.io"},
             "use https",
+        ),
+        (
+            {
+                "CLIENT_ID": CLIENT_ID,
+                "CLIENT_SECRET": CLIENT_SECRET,
+                "REGION": "eu",
+                "BASE_URL": "https://api.transmitsecurity.io",
+            },
+            r"MOSAIC_REGION \(eu\) and MOSAIC_BASE_URL \(https://api.transmitsecurity.io\) "
+            "name two hosts: set one of them",
+        ),
+        (
+            {
+                "CLIENT_ID": CLIENT_ID,
+                "CLIENT_SECRET": CLIENT_SECRET,
+                "REGION": "eu",
+                "TOKEN_URL": "https://id.test/oidc/token",
+            },
+            r"MOSAIC_REGION \(eu\) and MOSAIC_TOKEN_URL \(https://id.test\) name two hosts",
         ),
         (
             {

@@ -84,7 +84,10 @@ def test_the_wheel_carries_the_license_the_plugin_and_the_metadata(built: dict[s
     assert "mosaic_httpx_auth/py.typed" in names
     assert f"{dist_info}/licenses/LICENSE" in names
     assert metadata["Version"] == mosaic_httpx_auth.__version__
-    assert metadata.get_all("Project-URL")
+    # Each project URL resolves: none names the package index page of an unpublished release.
+    urls = metadata.get_all("Project-URL") or []
+    assert urls
+    assert not any("pypi.org" in url for url in urls)
     assert any(
         "exceptiongroup" in requirement and "python_version < '3.11'" in requirement
         for requirement in metadata.get_all("Requires-Dist") or []

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import pickle
+import pydoc
+import traceback
 from types import ModuleType
 
 import mosaic_httpx_auth
 from mosaic_httpx_auth import (
+    AccessToken,
     ConfigurationError,
+    MosaicAuth,
     MosaicAuthError,
     TokenRequestError,
     TokenResponseError,
     UnsupportedClientError,
+    cache,
 )
 from mosaic_httpx_auth.cache import TokenCacheError
 
@@ -39,3 +45,33 @@ def test_every_error_is_a_mosaic_auth_error() -> None:
         assert issubclass(error, MosaicAuthError)
     assert issubclass(TokenResponseError, TokenRequestError)
     assert issubclass(ConfigurationError, ValueError)
+
+
+def test_public_classes_are_named_where_users_import_them() -> None:
+    """Tracebacks, reprs and help() say `mosaic_httpx_auth.ConfigurationError`, not the
+    private module a class is written in; the cache interface is named for its module."""
+    for name in mosaic_httpx_auth.__all__:
+        value = getattr(mosaic_httpx_auth, name)
+        if isinstance(value, type):
+            assert value.__module__ == "mosaic_httpx_auth", name
+    for name in ("CacheKey", "CacheLease", "TokenCache", "TokenCacheError", "MemoryTokenCache"):
+        assert getattr(cache, name).__module__ in {"mosaic_httpx_auth", "mosaic_httpx_auth.cache"}
+    assert cache.TokenCacheError.__module__ == "mosaic_httpx_auth.cache"
+    shown = traceback.format_exception_only(ConfigurationError("bad", setting="x"))
+    assert shown == ["mosaic_httpx_auth.ConfigurationError: bad\n"]
+    error = pickle.loads(pickle.dumps(TokenRequestError("down", status_code=503)))  # noqa: S301
+    assert (type(error), error.status_code) == (TokenRequestError, 503)
+
+
+def test_help_names_every_field_of_an_access_token() -> None:
+    """`help(AccessToken)` names what a token holds: the README's `.token`, not a guess."""
+    shown = pydoc.render_doc(AccessToken, renderer=pydoc.plaintext)
+    for field in ("token", "expires_at", "resource", "claims", "issued_at", "authorization"):
+        assert f"{field}:" in shown, field
+
+
+def test_an_auth_whose_constructor_failed_still_has_a_repr() -> None:
+    """Error trackers and pytest print the locals of a failing frame: an auth refused while
+    being built shows as such, not as an AttributeError."""
+    unbuilt = MosaicAuth.__new__(MosaicAuth)
+    assert repr(unbuilt) == "MosaicAuth(<not configured>)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -90,3 +91,26 @@ def test_the_readme_test_passes_under_plain_pytest(tmp_path: Path) -> None:
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert " passed" in finished.stdout
+
+
+def test_the_first_snippet_runs_against_the_emulator_command_as_the_readme_says(
+    tmp_path: Path,
+) -> None:
+    """A newcomer's first hour: `mosaic-httpx-auth emulator`, its `export` lines, and the
+    README's first snippet saved as a script, run as it is: over real sockets, it prints the
+    risk API's answer."""
+    from .test_cli import emulator_command, exported
+
+    (tmp_path / "first.py").write_text(SCRIPTS[0])
+    with emulator_command() as banner:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MOSAIC_")}
+        finished = subprocess.run(  # noqa: S603 - our own interpreter, our README's code
+            [sys.executable, str(tmp_path / "first.py")],
+            env={**environment, **exported(banner)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert finished.returncode == 0, finished.stderr
+    assert "recommendation" in finished.stdout
