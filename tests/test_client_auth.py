@@ -260,7 +260,7 @@ def test_a_region_and_a_url_on_another_host_are_refused(urls: dict[str, str], se
     """region="eu" with a URL on another host is a contradiction, not an override: a
     ConfigurationError naming both settings and both hosts."""
     with pytest.raises(ConfigurationError, match=rf"region 'eu' and {setting} name two hosts"):
-        MosaicAuth(CLIENT_ID, CLIENT_SECRET, region="eu", **urls)
+        MosaicAuth(CLIENT_ID, CLIENT_SECRET, region="eu", **urls)  # type: ignore[arg-type]
 
 
 def test_a_region_agrees_with_urls_on_its_own_host() -> None:

@@ -65,7 +65,7 @@ def test_public_classes_are_named_where_users_import_them() -> None:
 
 def test_help_names_every_field_of_an_access_token() -> None:
     """`help(AccessToken)` names what a token holds: the README's `.token`, not a guess."""
-    shown = pydoc.render_doc(AccessToken, renderer=pydoc.plaintext)
+    shown = pydoc.render_doc(AccessToken, renderer=pydoc.plaintext)  # type: ignore[attr-defined]
     for field in ("token", "expires_at", "resource", "claims", "issued_at", "authorization"):
         assert f"{field}:" in shown, field
 
