@@ -32,7 +32,8 @@ def mosaic_signing_key() -> RSAKey:
 
 @pytest.fixture
 def mosaic_emulator(mosaic_signing_key: RSAKey) -> MosaicEmulator:
-    """A fresh `MosaicEmulator` with default settings and no clients.
+    """A fresh `MosaicEmulator` with default settings and no clients, for sync and async tests
+    alike: its `transport()` and `auth()` serve `httpx.Client` and `httpx.AsyncClient`.
 
     It accepts only the tokens it issued, though all share `mosaic_signing_key`.
     """

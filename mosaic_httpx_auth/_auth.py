@@ -96,6 +96,12 @@ class MosaicAuth(RequestFlow):
     # what an application calls. The constructor checks each argument (`_settings.py`) and
     # builds the parts the flow reads.
 
+    # The transport of the token clients the auth opens itself; None: httpx's, over sockets.
+    # Only the emulator's auth (`testing`) sets one: its in-process transport, which every
+    # event loop and thread may share. Not an argument: a real transport's connections belong
+    # to one event loop.
+    _token_transport: httpx.AsyncBaseTransport | None = None
+
     def __init__(
         self,
         client_id: str,
@@ -134,6 +140,7 @@ class MosaicAuth(RequestFlow):
             signing_algorithm=signing_algorithm,
             http_client=http_client,
             ssl_context=ssl_context,
+            transport=self._token_transport,
             retry=retry,
             clock=clock,
         )

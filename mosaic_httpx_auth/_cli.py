@@ -29,6 +29,8 @@ from ._mosaic import RISK_RESOURCE, VERIFY_RESOURCE
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+    from .testing import RegisteredClient
+
 # Exit codes: 1 the token endpoint refused or failed, 2 bad usage or configuration (a missing
 # extra and a port in use included).
 EXIT_TOKEN_ERROR = 1
@@ -144,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a Mosaic emulator on 127.0.0.1 for local development",
         description=(
             "Serve the Mosaic emulator on 127.0.0.1 with one registered client, allowed the "
-            "risk and verify resources, and print the settings to use. Ctrl+C stops it. "
+            "risk and verify resources, and print the settings to use. POST /emulator/revoke "
+            "revokes every token it issued. Ctrl+C stops it. "
             "Needs the emulator extra: pip install 'mosaic-httpx-auth[emulator]'."
         ),
     )
@@ -237,20 +240,8 @@ def _emulator(arguments: argparse.Namespace) -> int:
             base_url = running.enter_context(emulator.serve(port=arguments.port, tls=arguments.tls))
         except OSError as exc:
             raise ConfigurationError(_cannot_serve(arguments.port, exc)) from None
-        # The emulator's own made-up credentials: printing them is the point.
-        print(f"Mosaic emulator serving on {base_url} (Ctrl+C stops it). Use:")
-        print(f"  export MOSAIC_CLIENT_ID={client.client_id}")
-        print(f"  export MOSAIC_CLIENT_SECRET={client.client_secret}")
-        print(f"  export MOSAIC_TOKEN_URL={base_url}/oidc/token")
-        print(f"  export MOSAIC_BASE_URL={base_url}")
-        if arguments.tls:
-            print(f"  export SSL_CERT_FILE={running.enter_context(_test_ca_file())}")
-        print(f"Resources: {RISK_RESOURCE} (/risk/...), {VERIFY_RESOURCE} (/verify/...)")
-        if arguments.tls:
-            print(
-                "SSL_CERT_FILE makes httpx trust the emulator's test CA, and no other, in this "
-                'shell; curl needs --cacert "$SSL_CERT_FILE".'
-            )
+        ca_file = running.enter_context(_test_ca_file()) if arguments.tls else None
+        _print_settings(base_url, client, ca_file)
         sys.stdout.flush()
         _wait_for_stop_signal()
     if arguments.tls:
@@ -258,6 +249,31 @@ def _emulator(arguments: argparse.Namespace) -> int:
         # HTTPS request with a bare FileNotFoundError.
         print("Emulator stopped; its test CA is deleted: unset SSL_CERT_FILE", file=sys.stderr)
     return 0
+
+
+def _print_settings(base_url: str, client: RegisteredClient, ca_file: Path | None) -> None:
+    """The lines that point a shell at the served emulator, and what else it offers."""
+    from .testing._emulator import REVOCATION_PATH
+
+    # The emulator's own made-up credentials: printing them is the point.
+    print(f"Mosaic emulator serving on {base_url} (Ctrl+C stops it). Use:")
+    print(f"  export MOSAIC_CLIENT_ID={client.client_id}")
+    print(f"  export MOSAIC_CLIENT_SECRET={client.client_secret}")
+    print(f"  export MOSAIC_TOKEN_URL={base_url}/oidc/token")
+    print(f"  export MOSAIC_BASE_URL={base_url}")
+    if ca_file is not None:
+        print(f"  export SSL_CERT_FILE={ca_file}")
+    curl = "curl" if ca_file is None else 'curl --cacert "$SSL_CERT_FILE"'
+    print(
+        "Revoke every token issued so far (the APIs then answer 401): "
+        f"{curl} -X POST {base_url}{REVOCATION_PATH}"
+    )
+    print(f"Resources: {RISK_RESOURCE} (/risk/...), {VERIFY_RESOURCE} (/verify/...)")
+    if ca_file is not None:
+        print(
+            "SSL_CERT_FILE makes httpx trust the emulator's test CA, and no other, in this "
+            'shell; curl needs --cacert "$SSL_CERT_FILE".'
+        )
 
 
 def _cannot_serve(port: int, error: OSError) -> str:

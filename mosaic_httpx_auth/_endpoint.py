@@ -43,7 +43,8 @@ class TokenEndpoint:
     One request per call: retries are the token fetcher's to decide. Without an `http_client`
     it opens one of its own per event loop, as a client's connections belong to the loop that
     opened them, so that one `MosaicAuth` serves one ``asyncio.run`` after another; each uses
-    `ssl_context`, if given (its trust, and the client certificate it presents).
+    `ssl_context`, if given (its trust, and the client certificate it presents), or
+    `transport`, one that holds no connection (the emulator's).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class TokenEndpoint:
         retry: Retry | None = None,
         http: ModuleType = httpx,
         ssl_context: ssl.SSLContext | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.token_url = token_url
         self.client_auth = client_auth
@@ -64,6 +66,7 @@ class TokenEndpoint:
         self._http_client = http_client
         self._http = http
         self._ssl_context = ssl_context
+        self._transport = transport
         self._own_clients: RunVar[httpx.AsyncClient | None] = RunVar("token client", None)
         self._clock = clock
 
@@ -190,7 +193,7 @@ class TokenEndpoint:
             # A new client loads the CA bundle into an SSL context, tens of milliseconds of
             # work that would stall every request on the event loop: do it on a thread.
             client = await anyio.to_thread.run_sync(
-                _own_client, self._http, self.token_url, self._ssl_context
+                _own_client, self._http, self.token_url, self._ssl_context, self._transport
             )
             opened_meanwhile = self._own_clients.get()
             if opened_meanwhile is not None:
@@ -241,7 +244,10 @@ def _unreachable_because(error: httpx.HTTPError) -> str:
 
 
 def _own_client(
-    http: ModuleType, token_url: str, ssl_context: ssl.SSLContext | None
+    http: ModuleType,
+    token_url: str,
+    ssl_context: ssl.SSLContext | None,
+    transport: httpx.AsyncBaseTransport | None,
 ) -> httpx.AsyncClient:
     """A token client that keeps no idle connection: tokens are fetched about once an hour, and
     a connection left open would belong to an event loop that may be gone by the next fetch.
@@ -250,6 +256,10 @@ def _own_client(
     A token endpoint on this machine (a sidecar, the emulator) is reached directly, never
     through a proxy the environment names: over plain HTTP, the secret would cross it in clear.
     """
+    if transport is not None:
+        # In process (the emulator): no connection to keep, and no proxy may take it elsewhere.
+        in_process: httpx.AsyncClient = http.AsyncClient(transport=transport, trust_env=False)
+        return in_process
     host = http.URL(token_url).host
     direct = {f"all://{f'[{host}]' if ':' in host else host}": None} if is_loopback(host) else {}
     client: httpx.AsyncClient = http.AsyncClient(

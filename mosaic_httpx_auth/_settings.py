@@ -113,6 +113,7 @@ def token_endpoint(
     signing_algorithm: str | None,
     http_client: httpx.AsyncClient | None,
     ssl_context: ssl.SSLContext | None,
+    transport: httpx.AsyncBaseTransport | None,
     retry: Retry,
     clock: Callable[[], float],
 ) -> TokenEndpoint:
@@ -136,6 +137,7 @@ def token_endpoint(
         retry=retry,
         http=http,
         ssl_context=ssl_context,
+        transport=transport,
     )
 
 

@@ -197,6 +197,30 @@ def test_emulator_command_serves_until_interrupted(stop_signal: signal.Signals) 
         assert json.loads(token.stdout)["sub"] == settings["MOSAIC_CLIENT_ID"]
 
 
+def test_emulator_command_says_how_to_revoke_its_tokens() -> None:
+    """`emulator` prints a command that revokes every token it issued: the API then refuses
+    them."""
+    with emulator_command() as banner:
+        settings = exported(banner)
+        (revoke,) = [line for line in banner if line.startswith("Revoke every token")]
+        revoke_url = revoke.split("curl -X POST ", 1)[1].strip()
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": settings["MOSAIC_CLIENT_ID"],
+            "client_secret": settings["MOSAIC_CLIENT_SECRET"],
+            "resource": RISK_RESOURCE,
+        }
+        token = httpx.post(settings["MOSAIC_TOKEN_URL"], data=form).json()["access_token"]
+        api = f"{settings['MOSAIC_BASE_URL']}/risk/v1/action/recommendation"
+        headers = {"Authorization": f"Bearer {token}"}
+        before = httpx.post(api, headers=headers)
+        revoked = httpx.post(revoke_url)
+        after = httpx.post(api, headers=headers)
+    assert revoke_url == f"{settings['MOSAIC_BASE_URL']}/emulator/revoke"
+    assert revoked.json() == {"revoked": 1}
+    assert (before.status_code, after.status_code) == (200, 401)
+
+
 def test_emulator_command_with_tls_serves_https_and_prints_the_ca_to_trust() -> None:
     """`emulator --tls` serves HTTPS and prints, as SSL_CERT_FILE, the CA file that makes a
     client trust it; the file is gone once the emulator stops, which it says."""

@@ -21,6 +21,7 @@ from .helpers import RISK, START, VERIFY, FakeClock
 
 HOST = "https://api.transmitsecurity.io"
 TOKEN_URL = f"{HOST}/oidc/token"
+REVOKE_URL = f"{HOST}/emulator/revoke"
 # Generating an RSA key takes tens of milliseconds: the tests' emulators share this one.
 SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "test-key"})
 
@@ -470,6 +471,53 @@ async def test_revoke_tokens_can_be_limited_to_a_client_and_an_audience(
     assert (await call_api(emulator, "/risk/v1/x", risk)).status_code == 401
     assert (await call_api(emulator, "/cis/v1/users", identity)).status_code == 200
     assert (await call_api(emulator, "/risk/v1/x", others_risk)).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_the_revocation_endpoint_revokes_as_revoke_tokens_does(
+    emulator: MosaicEmulator, client: RegisteredClient
+) -> None:
+    """``POST /emulator/revoke`` revokes the tokens of the client and audience its form names,
+    or with no body every token, and says how many it revoked."""
+    other = emulator.register_client(resources=[RISK])
+    risk = await fetch_token(emulator, client, RISK)
+    identity = await fetch_token(emulator, client)
+    others_risk = await fetch_token(emulator, other, RISK)
+    form = {"client_id": client.client_id, "audience": RISK}
+    narrow = await send(emulator, "POST", REVOKE_URL, data=form)
+    assert narrow.json() == {"revoked": 1}
+    assert (await call_api(emulator, "/risk/v1/x", risk)).status_code == 401
+    assert (await call_api(emulator, "/cis/v1/users", identity)).status_code == 200
+    everything = await send(emulator, "POST", REVOKE_URL)
+    assert (everything.status_code, everything.json()) == (200, {"revoked": 2})
+    assert (await call_api(emulator, "/risk/v1/x", others_risk)).status_code == 401
+    assert emulator.api_calls.total() == 3  # the endpoint is no guarded API
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("method", "options", "status"),
+    [
+        ("GET", {}, 405),
+        ("POST", {"data": {"scope": "x"}}, 400),
+        ("POST", {"json": {"client_id": "x"}}, 400),
+    ],
+    ids=["get", "unknown-parameter", "json"],
+)
+async def test_the_revocation_endpoint_refuses_what_it_cannot_read(
+    emulator: MosaicEmulator,
+    client: RegisteredClient,
+    method: str,
+    options: dict[str, Any],
+    status: int,
+) -> None:
+    """Another method, a parameter `revoke_tokens` does not take, or a body that is no form is
+    refused, and nothing is revoked."""
+    token = await fetch_token(emulator, client, RISK)
+    response = await send(emulator, method, REVOKE_URL, **options)
+    assert response.status_code == status
+    assert response.json()["error_code"] == status
+    assert (await call_api(emulator, "/risk/v1/x", token)).status_code == 200
 
 
 @pytest.mark.anyio

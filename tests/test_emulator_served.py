@@ -218,6 +218,26 @@ async def test_served_emulator_shares_state_with_the_test_thread(
     assert emulator.token_requests == {VERIFY: 1, None: 1}
 
 
+def test_served_emulator_revokes_tokens_over_a_socket(
+    emulator: MosaicEmulator, client: RegisteredClient, base_url: str
+) -> None:
+    """``POST /emulator/revoke`` on the served emulator revokes every token: the API refuses
+    them, and a MosaicAuth calling it gets a new one by its 401 retry."""
+    with (
+        MosaicAuth(
+            client.client_id, client.client_secret, base_url=base_url, resource=RISK
+        ) as auth,
+        httpx.Client(auth=auth, base_url=base_url) as http,
+    ):
+        first = http.post("/risk/v1/action/recommendation")
+        revoked = httpx.post(f"{base_url}/emulator/revoke")
+        second = http.post("/risk/v1/action/recommendation")
+    assert (revoked.status_code, revoked.json()) == (200, {"revoked": 1})
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert [response.status_code for response in second.history] == [401]
+    assert emulator.token_requests == {RISK: 2}
+
+
 @pytest.mark.anyio
 async def test_served_emulator_drops_the_connection_quietly(
     emulator: MosaicEmulator,

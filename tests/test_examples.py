@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from examples.web_service import create_app
-from mosaic_httpx_auth import RISK_RESOURCE
+from mosaic_httpx_auth import RISK_RESOURCE, VERIFY_RESOURCE
 from mosaic_httpx_auth.testing import MosaicEmulator
 from mosaic_httpx_auth.testing._server import serve_locally
 
@@ -48,6 +48,24 @@ def test_quickstart_reports_each_step() -> None:
     assert "1 token request ·" in step1
     assert f"aud={RISK_RESOURCE}" in step2
     assert "2 token requests ·" in step2
+    assert "HTTP 200 after 1 transparent retry" in step3
+    assert "1 token request ·" in step3
+
+
+def test_quickstart_against_the_served_emulator_recovers_a_revoked_token() -> None:
+    """Pointed at a served emulator, as `mosaic-httpx-auth emulator` prints, the demo revokes
+    its token through the emulator's endpoint and shows the 401 retry, not a skip."""
+    emulator = MosaicEmulator()
+    client = emulator.register_client(resources=[RISK_RESOURCE, VERIFY_RESOURCE])
+    with emulator.serve() as base_url:
+        report = report_of(
+            "quickstart.py",
+            MOSAIC_CLIENT_ID=client.client_id,
+            MOSAIC_CLIENT_SECRET=client.client_secret,
+            MOSAIC_TOKEN_URL=f"{base_url}/oidc/token",
+            MOSAIC_BASE_URL=base_url,
+        )
+    step3 = report.split("\n\n")[3]
     assert "HTTP 200 after 1 transparent retry" in step3
     assert "1 token request ·" in step3
 

@@ -405,9 +405,9 @@ def test_stats_count_the_token_requests_that_were_sent(
     emulator, url = served
     build = endpoint_module._own_client
 
-    def slow_build(http: Any, token_url: str, ssl_context: Any) -> httpx.AsyncClient:
+    def slow_build(*arguments: Any) -> httpx.AsyncClient:
         time.sleep(0.05)  # loading the CA bundle on a busy machine
-        return build(http, token_url, ssl_context)
+        return build(*arguments)
 
     monkeypatch.setattr(endpoint_module, "_own_client", slow_build)
     auth = served_auth(emulator, url)

@@ -46,18 +46,14 @@ def mosaic(monkeypatch: pytest.MonkeyPatch) -> MosaicEmulator:
     monkeypatch.setenv("MOSAIC_CLIENT_ID", "my-client-id")
     monkeypatch.setenv("MOSAIC_CLIENT_SECRET", "my-client-secret")
     monkeypatch.setattr(httpx._client, "AsyncHTTPTransport", lambda **_: emulator.transport())
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        request.read()
-        return anyio.run(emulator.handle_request, request)
-
-    monkeypatch.setattr(httpx._client, "HTTPTransport", lambda **_: httpx.MockTransport(answer))
+    monkeypatch.setattr(httpx._client, "HTTPTransport", lambda **_: emulator.transport())
     return emulator
 
 
 def test_the_readme_has_snippets_of_both_kinds() -> None:
-    """The extraction finds the README's snippets: a test, and scripts."""
-    assert len(TESTS) == 1
+    """The extraction finds the README's snippets: tests, an async one and a sync one, and
+    scripts."""
+    assert [snippet.count("async def test_") for snippet in TESTS] == [1, 0]
     assert len(SCRIPTS) >= 5
 
 
@@ -77,12 +73,13 @@ def test_a_readme_snippet_runs(snippet: str, mosaic: MosaicEmulator) -> None:
         assert sum(mosaic.token_requests.values()) == 1
 
 
-def test_the_readme_test_passes_under_plain_pytest(tmp_path: Path) -> None:
-    """The README's test, saved as a file in a project of its own, passes under pytest."""
-    (tmp_path / "test_readme.py").write_text(TESTS[0])
+def test_the_readme_tests_pass_under_plain_pytest(tmp_path: Path) -> None:
+    """The README's tests, each saved as a file in a project of their own, pass under pytest."""
+    for number, snippet in enumerate(TESTS):
+        (tmp_path / f"test_readme_{number}.py").write_text(snippet)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     finished = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -90,7 +87,8 @@ def test_the_readme_test_passes_under_plain_pytest(tmp_path: Path) -> None:
         check=False,
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert " passed" in finished.stdout
+    passed = set(re.findall(r"::(test_\w+)\S* PASSED", finished.stdout))
+    assert passed == set(re.findall(r"def (test_\w+)", "".join(TESTS)))
 
 
 def test_the_first_snippet_runs_against_the_emulator_command_as_the_readme_says(

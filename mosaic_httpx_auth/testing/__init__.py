@@ -10,6 +10,9 @@ requests::
     async with httpx.AsyncClient(auth=auth, transport=emulator.transport()) as http:
         await http.post("https://api.transmitsecurity.io/risk/v1/action/result")
 
+The transport and the auth serve `httpx.Client` too: ``with httpx.Client(auth=auth,
+transport=emulator.transport()) as http:``.
+
 Clients authenticate with any of Mosaic's methods: a client secret (the default),
 ``private_key_jwt`` (``register_client(jwks=public_keys)``), or mutual TLS
 (``register_client(certificate_sha256=...)``), which needs the emulator served over TLS; its

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import anyio
 import httpx
 
 from .._auth import MosaicAuth
@@ -37,7 +38,7 @@ from ._faults import TokenRequestFault
 from ._responses import Refused, invalid_token, method_not_allowed, mosaic_error, oauth_error
 from ._server import serve_locally
 from ._signing import TokenSigner
-from ._transport import EmulatorTransport
+from ._transport import EmulatedMosaicAuth, EmulatorTransport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
 _TOKEN_PATHS = frozenset({TOKEN_PATH, f"/cis{TOKEN_PATH}"})
 _JWKS_PATH = "/cis/oidc/jwks"
 _DISCOVERY_PATH = "/cis/oidc/.well-known/openid-configuration"
+REVOCATION_PATH = "/emulator/revoke"
+"""The emulator's own endpoint, no Mosaic API's: `revoke_tokens` over HTTP, for a served
+emulator that a test or a shell can reach only by its URL."""
 # The audience a token needs for each API, by path prefix.
 _API_AUDIENCES = (
     ("/risk/", RISK_RESOURCE),
@@ -88,9 +92,10 @@ class MosaicEmulator:
     that the emulator issued for that API's audience. A token issued to a request that
     presented a TLS client certificate is bound to it (RFC 8705 §3: its ``cnf`` claim), and
     the APIs take it only on a connection that presents the same certificate, answering 401
-    ``invalid_token`` on any other. Reach it through `transport()`, `app`
-    (ASGI) or `serve()` (a local port); all three share one state. Safe to use from the thread
-    that `serve()` starts and the caller's at once.
+    ``invalid_token`` on any other. Reach it through `transport()` (for `httpx.Client` and
+    `httpx.AsyncClient`), `app` (ASGI) or `serve()` (a local port); all three share one state,
+    and answer ``POST /emulator/revoke``, the emulator's own endpoint: `revoke_tokens` over
+    HTTP. Safe to use from the thread that `serve()` starts and the caller's at once.
 
     Args:
         token_lifetime: Seconds a token is valid for.
@@ -223,6 +228,9 @@ class MosaicEmulator:
     def revoke_tokens(self, *, client_id: str | None = None, audience: str | None = None) -> int:
         """Make the APIs refuse every token issued so far; return how many were newly revoked.
 
+        Over HTTP, ``POST /emulator/revoke`` does the same, its arguments in an optional form
+        (``client_id=...&audience=...``), and answers ``{"revoked": <count>}``.
+
         Args:
             client_id: Revoke only this client's tokens.
             audience: Revoke only tokens for this audience: a resource, or ``"userid-api"``
@@ -323,30 +331,35 @@ class MosaicEmulator:
 
     # Ways in
 
-    def transport(self) -> httpx.AsyncBaseTransport:
+    def transport(self) -> EmulatorTransport:
         """An httpx transport that sends every request, whatever its host, to the emulator.
 
-        For `httpx.AsyncClient` only, so that code calling ``https://api.transmitsecurity.io``
-        works unchanged.
+        For `httpx.Client` and `httpx.AsyncClient` alike, so that code calling
+        ``https://api.transmitsecurity.io`` works unchanged. A sync client waits out a
+        fault's delay on its own thread, as it would wait for a slow server.
         """
-        return EmulatorTransport(self.handle_request)
+        return EmulatorTransport(self.handle_request, self._handle_request_sync)
 
     def auth(self, client: RegisteredClient, **options: Any) -> MosaicAuth:
-        """A `MosaicAuth` for `client` whose token requests go to this emulator.
+        """A `MosaicAuth` for `client` whose token requests go to this emulator, for
+        `httpx.Client` and `httpx.AsyncClient` alike.
 
+        Its token requests reach the emulator in process, whatever their URL (`base_url`
+        included), from any event loop and from the auth's own thread for sync clients. Given
+        an `http_client`, or an `ssl_context` (mutual TLS needs a real connection: with
+        ``base_url`` on `serve(tls=True)`), they go where `base_url` says, over a socket.
         `options` are passed on to `MosaicAuth`: a `private_key_jwt` client needs its
-        `private_key`, a TLS client ``ssl_context=client_ssl_context(certificate)`` (or an
-        `http_client` with it) and ``base_url`` on `serve(tls=True)`. Send the API requests
-        through `transport()` too, or to `serve()`'s URL.
+        `private_key`, a TLS client ``ssl_context=client_ssl_context(certificate)``. Send the
+        API requests through `transport()` too, or to `serve()`'s URL.
         """
-        if "ssl_context" not in options:
-            options.setdefault("http_client", httpx.AsyncClient(transport=self.transport()))
         if client.authentication_method in SECRET_METHODS:
             options.setdefault("client_secret", client.client_secret)
             options.setdefault("client_auth", client.authentication_method)
         elif client.authentication_method in CERTIFICATE_METHODS:
             options.setdefault("client_auth", "tls_client_auth")
-        return MosaicAuth(client.client_id, **options)
+        if options.get("http_client") is not None or options.get("ssl_context") is not None:
+            return MosaicAuth(client.client_id, **options)
+        return EmulatedMosaicAuth(client.client_id, token_transport=self.transport(), **options)
 
     @contextlib.contextmanager
     def serve(
@@ -389,17 +402,48 @@ class MosaicEmulator:
         the client presented on the TLS connection, if any: only the server knows it, never a
         request header. Raises `httpx.RemoteProtocolError` when a fault drops the connection.
         """
+        fault = self._arriving(request)
+        if fault is not None and fault.delay:
+            await anyio.sleep(fault.delay)
+        return self._answer(request, client_certificate, fault)
+
+    def _handle_request_sync(self, request: httpx.Request) -> httpx.Response:
+        """`handle_request` for `httpx.Client`, needing no event loop: a fault's delay blocks
+        the caller's thread, as a slow server would."""
+        fault = self._arriving(request)
+        if fault is not None:
+            time.sleep(fault.delay)
+        return self._answer(request, None, fault)
+
+    def _arriving(self, request: httpx.Request) -> TokenRequestFault | None:
+        """Count `request` if it is a token request, and take the fault queued for it, if any."""
+        if request.url.path not in _TOKEN_PATHS or request.method != "POST":
+            return None
+        form = _read_form(request)
+        with self._lock:
+            self._token_requests[None if form is None else form.get("resource")] += 1
+            return self._faults.popleft() if self._faults else None
+
+    def _answer(
+        self,
+        request: httpx.Request,
+        client_certificate: bytes | None,
+        fault: TokenRequestFault | None,
+    ) -> httpx.Response:
+        """The answer to `request` once `fault`'s delay, if any, has passed."""
         path = request.url.path
         if path in _TOKEN_PATHS:
             if request.method != "POST":
                 return method_not_allowed("POST")
-            return await self._token_endpoint(request, client_certificate)
+            return self._token_endpoint(request, client_certificate, fault)
         if path in (_JWKS_PATH, _DISCOVERY_PATH):
             if request.method != "GET":
                 return method_not_allowed("GET")
             if path == _JWKS_PATH:
                 return httpx.Response(200, json=self.jwks)
             return httpx.Response(200, json=self._discovery(request.url))
+        if path == REVOCATION_PATH:
+            return self._revocation_endpoint(request)
         audience = next((aud for prefix, aud in _API_AUDIENCES if path.startswith(prefix)), None)
         if audience is None:
             return mosaic_error(404, "Not Found")
@@ -407,17 +451,17 @@ class MosaicEmulator:
 
     # The token endpoint
 
-    async def _token_endpoint(
-        self, request: httpx.Request, client_certificate: bytes | None
+    def _token_endpoint(
+        self,
+        request: httpx.Request,
+        client_certificate: bytes | None,
+        fault: TokenRequestFault | None,
     ) -> httpx.Response:
-        form = _read_form(request)
-        with self._lock:
-            self._token_requests[None if form is None else form.get("resource")] += 1
-            fault = self._faults.popleft() if self._faults else None
         if fault is not None:
-            response = await fault.apply(request)
+            response = fault.answer(request)
             if response is not None:
                 return response
+        form = _read_form(request)
         if form is None:
             return oauth_error(
                 400,
@@ -525,6 +569,21 @@ class MosaicEmulator:
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
             "id_token_signing_alg_values_supported": ["RS256"],
         }
+
+    # The emulator's own endpoint
+
+    def _revocation_endpoint(self, request: httpx.Request) -> httpx.Response:
+        """``POST /emulator/revoke``: `revoke_tokens`, its arguments in an optional form."""
+        if request.method != "POST":
+            return method_not_allowed("POST")
+        form = _read_form(request) if request.content else {}
+        if form is None or not form.keys() <= {"client_id", "audience"}:
+            return mosaic_error(
+                400,
+                "the body must be empty, or an application/x-www-form-urlencoded form "
+                "with client_id, audience or both",
+            )
+        return httpx.Response(200, json={"revoked": self.revoke_tokens(**form)})
 
     # The guarded APIs
 

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import httpx
 
 from .._exceptions import ConfigurationError
@@ -29,8 +28,10 @@ class DroppedConnection(httpx.RemoteProtocolError):
 class TokenRequestFault:
     """What to do to one token request instead of, or before, answering it.
 
-    Waits `delay` seconds, then drops the connection if `drop_connection`, else answers with
-    `status`, `body` and `headers` if `status` is set, else lets the request through.
+    The emulator waits `delay` seconds (as its caller waits: on an event loop, or blocking a
+    sync client's thread), then `answer` drops the connection if `drop_connection`, else
+    answers with `status`, `body` and `headers` if `status` is set, else lets the request
+    through.
     """
 
     status: int | None = None
@@ -47,13 +48,12 @@ class TokenRequestFault:
         if not math.isfinite(self.delay) or self.delay < 0:
             raise ConfigurationError(f"delay must be zero or more seconds, not {self.delay!r}")
 
-    async def apply(self, request: httpx.Request) -> httpx.Response | None:
-        """The response to send instead of the real one; None to answer the request for real.
+    def answer(self, request: httpx.Request) -> httpx.Response | None:
+        """The response to send, once `delay` has passed, instead of the real one; None to
+        answer the request for real.
 
         Raises `DroppedConnection` when the fault drops the connection.
         """
-        if self.delay:
-            await anyio.sleep(self.delay)
         if self.drop_connection:
             raise DroppedConnection(
                 "Server disconnected without sending a response.", request=request
