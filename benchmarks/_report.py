@@ -16,7 +16,7 @@ from ._contenders import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
     from ._fleet import Fleet
@@ -226,6 +226,33 @@ class Goal:
     """A timing, which a busy machine can miss; the others are counts, which must hold."""
 
 
+def verdict(checked: Sequence[Goal], *, quick: bool) -> tuple[list[str], bool]:
+    """The lines that end a run's report, and whether every count held.
+
+    A count that is off is a bug, of the library or of the benchmark, at any size: each is
+    named, and fails the run. The timings are goals, shown after a full run only (a quick
+    run's tiny sizes make them meaningless), each as met or not met but never as a failure:
+    on a shared machine with two cores they move by a third from one minute to the next, so a
+    run that failed on them would fail for the machine's load, not for the library.
+    """
+    counts = [goal for goal in checked if not goal.timed]
+    off = [goal for goal in counts if not goal.met]
+    lines = [f"count off: {goal.figure}" for goal in off]
+    if off:
+        lines.append(f"Counts: {len(off)} of {len(counts)} off.")
+    else:
+        lines.append(f"Counts: all {len(counts)} hold (token requests, failed requests).")
+    if quick:
+        lines.append("Timings at these sizes mean nothing: no goals are shown for a quick run.")
+        return lines, not off
+    timed = [goal for goal in checked if goal.timed]
+    lines += ["", "Timing goals, on this machine at this minute (reported, not enforced):"]
+    lines += [f"  goal {'met' if goal.met else 'not met'}: {goal.figure}" for goal in timed]
+    met = sum(goal.met for goal in timed)
+    lines.append(f"Timing goals: {met} of {len(timed)} met on this run.")
+    return lines, not off
+
+
 def goals(results: Results) -> list[Goal]:
     """Whether MosaicAuth met each target, and the static header's requests all succeeded."""
     met: list[Goal] = []
@@ -319,6 +346,7 @@ def plot_rollover(rollovers: Mapping[str, Rollover], sizes: Sizes, path: Path) -
     )
     figure.suptitle("Requests across a token refresh")
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
