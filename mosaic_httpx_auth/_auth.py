@@ -65,8 +65,9 @@ class MosaicAuth(RequestFlow):
         key_id: The ``kid`` of the assertions; by default the key's own, else its thumbprint.
         signing_algorithm: RS256 (default) or PS256 for RSA keys; ES256 for EC keys.
         region: ``"us"``, ``"eu"``, ``"ca"``, ``"au"`` or ``"sandbox"``; unset, `token_url`'s or us.
-        base_url: The API host, overriding `region`.
-        token_url: The token endpoint, overriding both; ``{base_url}/oidc/token`` by default.
+        base_url: The API host, instead of a `region`'s (with one, it must be that host).
+        token_url: The token endpoint; ``{base_url}/oidc/token`` by default (with a `region`,
+            on its host).
         resource: The resource every request's token is for, unless `resources` says
             otherwise; None requests tokens without a resource (Identity Management APIs).
         resources: Maps API URL prefixes, or paths under `base_url` (``"/risk"``), to the

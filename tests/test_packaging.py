@@ -146,3 +146,10 @@ def test_the_plugin_is_on_by_default_and_off_by_its_name(
     assert outcome in finished.stdout, finished.stdout
     if outcome == "error":
         assert "fixture 'mosaic_emulator' not found" in finished.stdout
+
+
+def test_the_changelog_opens_with_this_version() -> None:
+    """The changelog's newest section is this release's, so a reader finds what it offers."""
+    changelog = (Path(__file__).parent.parent / "CHANGELOG.md").read_text()
+    newest = next(line for line in changelog.splitlines() if line.startswith("## "))
+    assert newest.startswith(f"## [{mosaic_httpx_auth.__version__}]")

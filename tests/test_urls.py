@@ -40,15 +40,27 @@ def test_a_token_url_alone_sets_the_api_host(token_url: str, base_url: str) -> N
     assert mosaic_urls(None, None, token_url) == (base_url, token_url)
 
 
-def test_a_region_keeps_its_host_beside_a_token_url() -> None:
-    """A region given with a token_url still names the API host."""
-    assert mosaic_urls("ca", None, EU_TOKEN_URL) == (CA, EU_TOKEN_URL)
+@pytest.mark.parametrize(
+    ("region", "base_url", "token_url", "setting"),
+    [
+        ("ca", None, EU_TOKEN_URL, "token_url"),
+        ("eu", CA, EU_TOKEN_URL, "base_url"),
+        ("eu", CA, None, "base_url"),
+    ],
+)
+def test_a_region_and_a_url_on_another_host_contradict_each_other(
+    region: str, base_url: str | None, token_url: str | None, setting: str
+) -> None:
+    """A region's host and a URL on another host cannot both be meant: refused, naming the
+    URL's setting (and the region in the message)."""
+    with pytest.raises(ConfigurationError, match=f"region '{region}' and {setting} name") as caught:
+        mosaic_urls(region, base_url, token_url)
+    assert caught.value.setting == setting
 
 
-@pytest.mark.parametrize("region", [None, "eu"])
-def test_an_explicit_base_url_wins(region: str | None) -> None:
-    """base_url is the API host whatever region and token_url say."""
-    assert mosaic_urls(region, CA + "/", EU_TOKEN_URL) == (CA, EU_TOKEN_URL)
+def test_an_explicit_base_url_wins_over_the_token_urls_host() -> None:
+    """Without a region, base_url is the API host whatever host token_url names."""
+    assert mosaic_urls(None, CA + "/", EU_TOKEN_URL) == (CA, EU_TOKEN_URL)
 
 
 def test_a_base_url_alone_sets_the_token_url() -> None:
