@@ -48,9 +48,9 @@ __all__ = [
     "generate_signing_key",
 ]
 
-# Tracebacks, reprs and help() name each public class where users import it from, not the
-# private module it is written in (as httpx does).
+# Tracebacks name each error where users import it from, not the private module it is written
+# in (as httpx does). Errors only: a dataclass's annotations are resolved in its module.
 for _name in __all__:
-    if isinstance(_value := globals()[_name], type):
+    if isinstance(_value := globals()[_name], type) and issubclass(_value, BaseException):
         _value.__module__ = __name__
 del _name, _value

@@ -12,10 +12,11 @@ from ._exceptions import ConfigurationError
 from ._fetcher import TokenFetcher
 from ._flow import RequestFlow
 from ._retry import Retry
-from ._routing import ResourceRouter
+from ._routing import ResourceRouter, checked_resource
 from ._settings import check_arguments, endpoints, token_endpoint, token_states, usable_cache
 from ._sync_bridge import SyncBridge
 from ._telemetry import Telemetry
+from ._token_states import Refusal
 
 if TYPE_CHECKING:
     import ssl
@@ -204,7 +205,9 @@ class MosaicAuth(RequestFlow):
         Waits at most `timeout` seconds while the token endpoint fails in ways that waiting
         may heal; without one, for at most `retry.max_attempts` attempts of one fetch.
         """
-        resource = self._router.default if resource is None else resource
+        resource = (
+            self._router.default if resource is None else checked_resource(resource, "resource")
+        )
         return await self._token_for_request(resource, None, self._deadline_after(timeout))
 
     def get_token_sync(
@@ -212,10 +215,16 @@ class MosaicAuth(RequestFlow):
     ) -> AccessToken:
         """`get_token` for sync code: blocks this thread until a token is there, or at most
         `timeout` seconds."""
-        resource = self._router.default if resource is None else resource
+        resource = (
+            self._router.default if resource is None else checked_resource(resource, "resource")
+        )
         return self._sync.token(
             self._token_for_request, resource, None, self._deadline_after(timeout)
         )
+
+    def _resource(self, resource: str | None) -> str | None:
+        """The resource `get_token` is asked for: None is the default resource."""
+        return self._router.default if resource is None else checked_resource(resource, "resource")
 
     def _deadline_after(self, timeout: float | None) -> float | None:
         """The deadline `timeout` seconds from now, for `get_token` and `get_token_sync`."""
@@ -226,18 +235,23 @@ class MosaicAuth(RequestFlow):
     async def invalidate(self, token: AccessToken) -> bool:
         """Tell the auth that `token` was refused outside httpx: it is dropped, here and in
         the shared cache, unless a newer token already replaced it, and the next request for
-        its resource gets a new one. Whether this instance still used it."""
-        dropped = self._states.invalidate(token)
-        await self._fetcher.discard_shared(token.resource, token)
-        return dropped
+        its resource gets a new one. Whether it was dropped: not if a newer token already
+        replaced it, nor if it was the token fetched for an invalidation less than a minute
+        ago (whatever refuses every token costs a token request a minute, as with 401s)."""
+        outcome = self._states.invalidate(token)
+        if outcome is not Refusal.KEPT:
+            await self._fetcher.discard_shared(token.resource, token)
+        return outcome is Refusal.DROPPED
 
     def invalidate_sync(self, token: AccessToken) -> bool:
         """`invalidate` for sync code. Without a shared cache it is all in memory, from any
         thread; with one, the discard there runs on the auth's own event loop thread."""
-        dropped = self._states.invalidate(token)
         if self._fetcher.shares_tokens:
+            self._sync.refuse_event_loop_thread()
+        outcome = self._states.invalidate(token)
+        if outcome is not Refusal.KEPT and self._fetcher.shares_tokens:
             self._sync.run(self._fetcher.discard_shared, token.resource, token)
-        return dropped
+        return outcome is Refusal.DROPPED
 
     async def aclose(self) -> None:
         """Stop this event loop's token fetches and close the HTTP client used for them,

@@ -9,7 +9,6 @@ of the key (never the key) stays beside the context, for as long as the context 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import weakref
@@ -73,22 +72,34 @@ def load_client_certificate(
     return context
 
 
-# A PEM private key block; its body is the key's DER, in base64 over any line endings.
-_KEY_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]*PRIVATE KEY)-----(.*?)-----END \1-----", re.DOTALL)
+# A PEM private key block, in a file that may hold a certificate beside it.
+_KEY_BLOCK = re.compile(
+    rb"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S
+)
 
 
 def _key_digest(key_file: str) -> bytes:
-    """The SHA-256 of the private key in `key_file`: of its DER, so that the same key gives
-    the same digest whatever else the file holds (a certificate beside it, which a renewal
-    changes) and however its lines end. The key lives in this frame only, which fails (if it
-    does) before reading it."""
+    """The SHA-256 of the private key in `key_file`, as PKCS#8 DER: the same key gives the
+    same digest whatever else the file holds (a certificate beside it, which a renewal
+    changes), in PKCS#1 or PKCS#8, over any line endings. The key lives in this frame only,
+    which fails (if it does) before reading it."""
+    from cryptography.hazmat.primitives import serialization
+
     try:
         contents = Path(key_file).read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"cannot read it ({exc.strerror})", setting=KEY_FILE) from None
     block = _KEY_BLOCK.search(contents)
-    key = b"".join(block[2].split()) if block else contents  # OpenSSL read it: PEM, surely
-    return hashlib.sha256(base64.b64decode(key) if block else key).digest()
+    try:
+        key = serialization.load_pem_private_key(block[0] if block else contents, None)
+    except (ValueError, TypeError):  # a key OpenSSL reads and cryptography does not
+        return hashlib.sha256(contents).digest()
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return hashlib.sha256(der).digest()
 
 
 def client_key_digest(context: ssl.SSLContext | None) -> bytes | None:

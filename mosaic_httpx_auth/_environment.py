@@ -105,15 +105,16 @@ class EnvironmentSettings:
     def _refuse_off_region(self) -> None:
         """A region and a URL on another host contradict each other: name both variables."""
         arguments = self.arguments
-        region = arguments.get("region")
         conflict = off_region(
-            region, base_url=arguments.get("base_url"), token_url=arguments.get("token_url")
+            arguments.get("region"),
+            base_url=arguments.get("base_url"),
+            token_url=arguments.get("token_url"),
         )
         if conflict is not None:
-            name, origin = conflict
+            name, _ = conflict
             raise ConfigurationError(
-                f"{self._origin('region')} ({region}) and {self._origin(name)} ({origin}) name "
-                "two hosts: set one of them",
+                f"{self._origin('region')} and {self._origin(name)} name two hosts: set one of "
+                "them",
                 setting=name,
             )
 

@@ -427,10 +427,10 @@ class TokenFetcher:
         """``call(...)`` on the shared cache; if it fails, report the outage once and leave
         the cache alone for a while.
 
-        Only claims are left out during that pause (`during_pause`): they are what would
-        cost each fetch a timeout. A lease holder's store, renewal and release, and the
-        discard of a refused token, are each one bounded call that the fleet depends on, and
-        are always made.
+        Claims, and an application's invalidations, are left out during that pause
+        (`during_pause`): they are what would cost a caller a timeout. A lease holder's
+        store, renewal and release, and a 401's discard of a refused token, are each one
+        bounded call that the fleet depends on, and are always made.
         A shared cache outage must not fail requests: tokens are fetched directly instead.
         """
         health = self._health

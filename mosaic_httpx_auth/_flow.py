@@ -122,9 +122,13 @@ class RequestFlow(httpx.Auth):
         token = yield TokenNeeded(resource, request, self._deadline(request), refused)
         self._authorize(request, token)
         # For an HTTP instrumentation's request hook: this is a resend (OpenTelemetry's
-        # `http.request.resend_count`), which the transport below cannot tell.
+        # `http.request.resend_count`), which the transport below cannot tell. Only while it
+        # is sent: the caller may send the same request again, as a first transmission.
         request.extensions[RESEND_EXTENSION] = 1
-        response = yield request
+        try:
+            response = yield request
+        finally:
+            del request.extensions[RESEND_EXTENSION]
         if response.status_code != 401:
             self._note_acceptance(response, resource, token)
         elif carried(response, token):

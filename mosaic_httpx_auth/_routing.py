@@ -29,6 +29,18 @@ Origin = tuple[str, str, int | None]
 """Scheme, host (IDNA-encoded) and port (None for the scheme's default): where a request goes."""
 
 
+def checked_resource(value: object, setting: str) -> str | None:
+    """`value` as a resource: a non-empty string, or None (a token without a resource); else
+    a `ConfigurationError` naming `setting`. An empty one would be sent as ``resource=``."""
+    if value is None or (isinstance(value, str) and value):
+        return value
+    shown = repr(value) if isinstance(value, str) else type(value).__name__
+    raise ConfigurationError(
+        f"{setting} must be a resource (a non-empty string) or None, not {shown}",
+        setting=setting,
+    )
+
+
 class ResourceRouter:
     """Picks the resource for a request URL: the longest matching URL prefix wins.
 
@@ -49,13 +61,14 @@ class ResourceRouter:
         base_url: str | None = None,
         http: ModuleType = httpx,
     ) -> None:
-        self.default = default
+        self.default = checked_resource(default, "resource")
         self._reads_parsed_parts = _keeps_parsed_parts(http)
         routes: dict[Origin, dict[str, str | None]] = {}
         if base_url is not None:
             url = _for_tokens(absolute_url(base_url, setting="base_url", http=http), "base_url")
             routes[origin_and_path(url)[0]] = {}
         for prefix, resource in (prefixes or {}).items():
+            checked_resource(resource, "resources")
             url = _for_tokens(_prefix_url(prefix, base_url, http), "resources")
             origin, path = origin_and_path(url)
             paths = routes.setdefault(origin, {})

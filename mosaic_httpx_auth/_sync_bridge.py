@@ -81,14 +81,7 @@ class SyncBridge:
     def run(self, func: Callable[..., Awaitable[_T]], resource: str | None, *args: object) -> _T:
         """``await func(resource, *args)`` on the auth's own event loop thread, blocking this
         thread until it is done."""
-        if _running_event_loop():
-            # Blocking an event loop's thread would stop the loop, and with it any fetch it
-            # runs that this call would wait for: a deadlock, not a slow request.
-            raise UnsupportedClientError(
-                "a sync request that needs a token (or get_token_sync, invalidate_sync with a "
-                "shared cache) was made on an event loop's thread: use httpx.AsyncClient there "
-                "(or get_token, invalidate), or make it in a worker thread"
-            )
+        self.refuse_event_loop_thread()
         future = self._started_loop_thread().submit(func, resource, *args)
         try:
             return future.result()
@@ -99,6 +92,17 @@ class SyncBridge:
             # that nobody keeps a fetch going for this caller.
             future.cancel()
             raise
+
+    @staticmethod
+    def refuse_event_loop_thread() -> None:
+        """Refuse to wait on an event loop's thread: that would stop the loop, and with it
+        any fetch it runs that the wait is for (a deadlock, not a slow request)."""
+        if _running_event_loop():
+            raise UnsupportedClientError(
+                "a sync request that needs a token (or get_token_sync, invalidate_sync with a "
+                "shared cache) was made on an event loop's thread: use httpx.AsyncClient there "
+                "(or get_token, invalidate), or make it in a worker thread"
+            )
 
     def close(self) -> None:
         """Stop the event loop thread, its fetches and its token client, if sync calls

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping  # noqa: TC003 - get_type_hints(AccessToken) resolves it
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from typing import Any
 
 
 class _FromToken(dict[str, Any]):
@@ -52,6 +50,11 @@ class AccessToken:
             claims = unverified_claims(self.token)
         object.__setattr__(self, "claims", MappingProxyType(dict(claims)))
         object.__setattr__(self, "authorization", f"Bearer {self.token}")
+
+    def __reduce__(self) -> tuple[type[AccessToken], tuple[Any, ...]]:
+        # Pickled (or copied) as its fields: the claims' read-only view cannot be.
+        fields = (self.token, self.expires_at, self.resource, dict(self.claims), self.issued_at)
+        return AccessToken, fields
 
     @property
     def lifetime(self) -> float | None:

@@ -260,8 +260,11 @@ class _Record:
     drop nothing; forgotten when they accept the token or a new one arrives."""
     refused: dict[str, float] = field(default_factory=dict, repr=False)
     """Tokens an API refused, with their expiry: never to be taken back from a cache."""
-    invalidated_at: float = -math.inf
-    """When the application last had a token dropped (`invalidate`; monotonic)."""
+    invalidated: bool = False
+    """Whether the application had the token in use dropped (`invalidate`) since the last
+    token arrived."""
+    answers_invalidation: bool = False
+    """Whether the current token was fetched in answer to an invalidation."""
 
     def phase(self, now: float, monotonic_now: float) -> Phase:
         usable = now < self.entry.usable_until
@@ -487,6 +490,7 @@ class TokenStates:
                 return  # a newer token arrived first: keep it
             record.entry = self._entry_for(token)
             record.answers, record.refused_at = record.refused_at, None
+            record.answers_invalidation, record.invalidated = record.invalidated, False
             record.received_at = self.monotonic()
             record.refuses_all.clear()  # they refused another token
             self._update_probation(flight.resource, record)
@@ -582,29 +586,28 @@ class TokenStates:
             self._update_probation(resource, record)
             return Refusal.DROPPED
 
-    def invalidate(self, token: AccessToken) -> bool:
+    def invalidate(self, token: AccessToken) -> Refusal:
         """The application says `token` was refused: drop it if it is still the token in use
-        for its resource (a newer one stays), so that the next caller fetches another, and
-        never take it back from a cache. Whether it was dropped.
+        for its resource, so that the next caller fetches another, and never take it back
+        from a cache; a newer one stays (REPLACED).
 
-        As with 401s, whatever refuses every token costs a token request a minute at most: the
-        token fetched after an invalidation is kept if invalidated within `REFUSAL_HOLD` of
-        that invalidation, since its successor would most likely be refused as well."""
+        As with 401s, whatever refuses every token costs a token request a minute at most:
+        the token fetched in answer to an invalidation, invalidated again within
+        `REFUSAL_HOLD` of its arrival, is KEPT, since its successor would most likely be
+        refused as well."""
         with self._lock:
             record = self._records.get(token.resource)
             if record is None or record.entry.token != token:
-                return False
-            # The replacement for an invalidation less than REFUSAL_HOLD ago: kept.
-            now = self.monotonic()
-            if record.received_at > record.invalidated_at > now - REFUSAL_HOLD:
-                return False
-            record.invalidated_at = now
+                return Refusal.REPLACED
+            if record.answers_invalidation and self.monotonic() - record.received_at < REFUSAL_HOLD:
+                return Refusal.KEPT
+            record.invalidated = True
             record.refused[token.token] = token.expires_at
             record.entry = _NO_ENTRY
             record.refused_at = record.answers = None
             record.refuses_all.clear()
             self._update_probation(token.resource, record)
-            return True
+            return Refusal.DROPPED
 
     def accepts(self, flight: Flight, token: AccessToken) -> bool:
         """Whether `token`, read from a shared cache, can end `flight` instead of a request.

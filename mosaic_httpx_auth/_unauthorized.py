@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
-from ._exceptions import ConfigurationError
 from ._messages import for_resource
+from ._routing import checked_resource
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -76,22 +76,15 @@ def requested_resource(value: object) -> str | None:
     """The resource a request's extension names: a non-empty string, or None for no
     resource. The application chooses it: a value taken from what a request carries would
     make a token request, and a cached token, per value."""
-    if value is None or (isinstance(value, str) and value):
-        return value
-    shown = repr(value) if isinstance(value, str) else type(value).__name__
-    raise ConfigurationError(
-        f"the {RESOURCE_EXTENSION} extension must be a resource (a non-empty string) or None, "
-        f"not {shown}",
-        setting=RESOURCE_EXTENSION,
-    )
+    return checked_resource(value, RESOURCE_EXTENSION)
 
 
 # A ``WWW-Authenticate`` value, item by item (RFC 7235 §4.1): an auth-param ``name=value``
-# (the value a token or a quoted string, whose commas and escapes are its own), a bare token (a
-# challenge's scheme, or a token68), or a comma.
+# (the value a token or a quoted string, whose commas and escapes are its own), a bare word (a
+# challenge's scheme, a token; or a token68, which may also hold "/"), or a comma.
 _TOKEN = r"[\w!#$%&'*+.^`|~-]+"
 _CHALLENGE_ITEM = re.compile(
-    rf'\s*(?:({_TOKEN})\s*=\s*({_TOKEN}|"(?:[^"\\]|\\.)*")|({_TOKEN}=*)|,)'
+    rf'\s*(?:({_TOKEN})\s*=\s*({_TOKEN}|"(?:[^"\\]|\\.)*")|([\w!#$%&\'*+./^`|~-]+=*)|,)'
 )
 
 
@@ -101,7 +94,13 @@ def bearer_error(response: httpx.Response) -> str | None:
     challenge, is taken for it."""
     for header in response.headers.get_list("WWW-Authenticate"):
         scheme, position = None, 0
-        while (item := _CHALLENGE_ITEM.match(header, position)) and item.end() > position:
+        while position < len(header):
+            item = _CHALLENGE_ITEM.match(header, position)
+            if item is None or item.end() == position:
+                # Unreadable here: go on from the next comma, as a lenient reader would.
+                comma = header.find(",", position + 1)
+                position = len(header) if comma < 0 else comma
+                continue
             position = item.end()
             name, value, bare = item.group(1, 2, 3)
             if bare is not None:

@@ -116,3 +116,14 @@ def test_a_cache_that_needs_the_cache_secret_is_refused_without_a_credential() -
             http_client=httpx.AsyncClient(),
             cache=Sealing(),
         )
+
+
+def test_an_access_token_pickles_and_copies_whole() -> None:
+    """A cache of one's own may pickle a token, and code may copy one: both keep every field."""
+    import copy
+    import pickle
+
+    token = AccessToken(make_jwt(aud=RISK), 1.0, RISK, issued_at=0.5)
+    for again in (pickle.loads(pickle.dumps(token)), copy.deepcopy(token)):  # noqa: S301
+        assert again == token
+        assert (again.claims, again.issued_at) == (token.claims, 0.5)

@@ -149,8 +149,7 @@ async def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatc
                 "REGION": "eu",
                 "BASE_URL": "https://api.transmitsecurity.io",
             },
-            r"MOSAIC_REGION \(eu\) and MOSAIC_BASE_URL \(https://api.transmitsecurity.io\) "
-            "name two hosts: set one of them",
+            "MOSAIC_REGION and MOSAIC_BASE_URL name two hosts: set one of them",
         ),
         (
             {
@@ -159,7 +158,7 @@ async def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatc
                 "REGION": "eu",
                 "TOKEN_URL": "https://id.test/oidc/token",
             },
-            r"MOSAIC_REGION \(eu\) and MOSAIC_TOKEN_URL \(https://id.test\) name two hosts",
+            "MOSAIC_REGION and MOSAIC_TOKEN_URL name two hosts",
         ),
         (
             {

@@ -133,3 +133,48 @@ async def test_invalidate_sync_with_a_cache_on_an_event_loop_says_to_await(
     token = await auth.get_token()
     with pytest.raises(UnsupportedClientError, match="invalidate"):
         auth.invalidate_sync(token)
+
+
+@pytest.mark.anyio
+async def test_a_token_revoked_after_a_refresh_is_dropped_at_once(clock: FakeClock) -> None:
+    """Only the token fetched for an invalidation is kept when invalidated again within the
+    minute: one a refresh brought meanwhile (here 26 s later, 100 s tokens) is dropped, as a
+    revocation should be."""
+    mosaic = FakeMosaic(clock, lifetime=100)
+    auth = mosaic.auth(resource=RISK)
+    await auth.invalidate(await auth.get_token())  # the first: dropped
+    replacement = await auth.get_token()
+    clock.advance(26)  # past its refresh moment (25 s): a refresh replaces it
+    assert await auth.get_token() is replacement
+    await anyio.wait_all_tasks_blocked()
+    refreshed = await auth.get_token()
+    assert refreshed != replacement
+    assert await auth.invalidate(refreshed) is True
+    assert await auth.get_token() not in (replacement, refreshed)
+
+
+@pytest.mark.anyio
+async def test_a_kept_token_stays_in_the_shared_cache_too(mosaic: FakeMosaic) -> None:
+    """The token an invalidation keeps (the one fetched for the last) is not discarded from
+    the shared cache either: other instances do not fetch for it."""
+    cache = MemoryTokenCache()
+    auth = mosaic.auth(resource=RISK, cache=cache)
+    await auth.invalidate(await auth.get_token())
+    replacement = await auth.get_token()
+    assert await auth.invalidate(replacement) is False
+    assert await cached_token(cache, RISK) == replacement
+    assert await mosaic.auth(resource=RISK, cache=cache).get_token() == replacement
+    assert mosaic.token_requests[RISK] == 2
+
+
+@pytest.mark.anyio
+async def test_invalidate_sync_refused_on_an_event_loop_changes_nothing(
+    mosaic: FakeMosaic,
+) -> None:
+    """Refused on an event loop's thread, `invalidate_sync` has dropped nothing: the
+    `invalidate` the error points to then does the whole job."""
+    auth = mosaic.auth(resource=RISK, cache=MemoryTokenCache())
+    token = await auth.get_token()
+    with pytest.raises(UnsupportedClientError):
+        auth.invalidate_sync(token)
+    assert await auth.invalidate(token) is True

@@ -357,17 +357,32 @@ def test_from_env_derives_the_cache_secret_from_the_key_file(
     certificate: ClientCertificate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the key file read, a RedisTokenCache needs no encryption_key: the cache secret is
-    scrypt of the SHA-256 of the key's DER, the same for the key alone, in a file beside its
-    certificate, or with other line endings; with a bare ssl_context (the key inside
-    OpenSSL) it still needs one."""
+    scrypt of the SHA-256 of the key's PKCS#8 DER, the same for the key alone, in a file
+    beside its certificate, with other line endings, or in PKCS#1; with a bare ssl_context
+    (the key inside OpenSSL) it still needs one."""
+    from cryptography.hazmat.primitives import serialization
+
     certificate_environment(monkeypatch, certificate, CLIENT_ID="client")
     cache = RedisTokenCache.from_url("redis://127.0.0.1/0")
-    pem = certificate.key_path.read_text()
-    der = base64.b64decode("".join(line for line in pem.splitlines() if "-----" not in line))
+    pem = certificate.key_path.read_bytes()
+    key = serialization.load_pem_private_key(pem, None)
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
     expected = scrypt_of(hashlib.sha256(der).digest(), token_url=TOKEN_URL, client_id="client")
     bundle = certificate.key_path.with_name("bundle.pem")
-    bundle.write_text(certificate.cert_path.read_text() + pem.replace("\n", "\r\n"))
-    for key_file in (certificate.key_path, bundle):
+    bundle.write_bytes(certificate.cert_path.read_bytes() + pem.replace(b"\n", b"\r\n"))
+    traditional = certificate.key_path.with_name("traditional.pem")
+    traditional.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    for key_file in (certificate.key_path, bundle, traditional):
         monkeypatch.setenv(CLIENT_KEY_FILE, str(key_file))
         auth = MosaicAuth.from_env(cache=cache, token_url=TOKEN_URL)
         authentication = auth._endpoint.client_auth

@@ -82,9 +82,25 @@ async def test_a_resource_that_is_not_a_string_is_refused(mosaic: FakeMosaic) ->
     naming the extension, before any token request."""
     auth = mosaic.auth(resource=RISK)
     async with mosaic.api_client(auth) as client:
-        with pytest.raises(ConfigurationError, match="mosaic_resource extension") as caught:
+        with pytest.raises(
+            ConfigurationError, match="mosaic_resource must be a resource"
+        ) as caught:
             await client.get(f"{API}/x", extensions={"mosaic_resource": [RISK]})
         with pytest.raises(ConfigurationError, match="a non-empty string"):
             await client.get(f"{API}/x", extensions={"mosaic_resource": ""})
     assert caught.value.setting == "mosaic_resource"
+    assert mosaic.token_requests.total() == 0
+
+
+@pytest.mark.anyio
+async def test_an_empty_resource_is_refused_wherever_it_is_given(mosaic: FakeMosaic) -> None:
+    """An empty resource would be sent as ``resource=``: refused as `resource`, in
+    `resources`, and by `get_token`, as by the extension."""
+    with pytest.raises(ConfigurationError, match="resource must be a resource"):
+        mosaic.auth(resource="")
+    with pytest.raises(ConfigurationError, match="resources must be a resource"):
+        mosaic.auth(resources={"/risk": ""})
+    auth = mosaic.auth(resource=RISK)
+    with pytest.raises(ConfigurationError, match="resource must be a resource"):
+        await auth.get_token("")
     assert mosaic.token_requests.total() == 0

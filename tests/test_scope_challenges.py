@@ -39,6 +39,8 @@ API_URL = "https://api.transmitsecurity.io/risk/v1/x"
         (['DPoP error_description="x, bearer error=insufficient_scope"'], None),
         (['Bearer error="insufficient\\_scope"'], "insufficient_scope"),  # a quoted-pair
         (['Bearer abc123==, DPoP error="insufficient_scope"'], None),  # a token68, then DPoP
+        (['Negotiate oYG/ab+c=, Bearer error="insufficient_scope"'], "insufficient_scope"),
+        (["Bearer @@@, error=insufficient_scope"], "insufficient_scope"),  # past what is not read
         (['Bearer realm="risk"'], None),
         (["Bearer"], None),
         ([], None),
@@ -98,3 +100,22 @@ async def test_only_a_token_the_api_finds_invalid_is_replaced(
     assert resends == [None, 1][:api_requests]
     if token_requests == 1:
         assert response.request.headers["Authorization"] == kept.authorization
+
+
+@pytest.mark.anyio
+async def test_a_request_sent_again_by_its_caller_is_a_first_transmission(
+    mosaic: FakeMosaic,
+) -> None:
+    """The resend mark is on the request only while the flow resends it: the caller sending
+    the same request again (an outer retry) sends it unmarked first."""
+    resends: list[object] = []
+    auth = mosaic.auth(resource=RISK)
+    transport = api_answering(mosaic, None, resends)
+    async with httpx.AsyncClient(auth=auth, transport=transport) as client:
+        request = client.build_request("GET", API_URL)
+        await client.send(request)
+        await client.send(request)
+    # The second send goes out unmarked; its 401 is not retried, as the place has now
+    # refused the token fetched for it too (it refuses every token).
+    assert resends == [None, 1, None]
+    assert "mosaic_resend_count" not in request.extensions
