@@ -186,9 +186,10 @@ class TokenFetcher:
         """An API at `place` answered 401 to `token`: drop it if the states say so; whether
         to retry."""
         refusal = self._states.refused(resource, token, place)
-        if refusal is Refusal.DROPPED and self._cache is not None:
-            # Only once per token, not once per request that carried it.
-            await self._shared(self._cache.discard, await self._key(resource), token)
+        if refusal is Refusal.DROPPED:
+            # Only once per token, not once per request that carried it; always made, as the
+            # fleet must not hand the refused token around.
+            await self.discard_shared(resource, token, during_pause=True)
         # Kept: the API refuses every token. If they are bound, a new one will not help.
         bound = refusal is Refusal.KEPT and certificate_bound(token)
         if bound and resource not in self._told_bound:
@@ -201,13 +202,15 @@ class TokenFetcher:
         """Whether tokens go through a shared cache."""
         return self._cache is not None
 
-    async def discard_shared(self, resource: str | None, token: AccessToken) -> None:
+    async def discard_shared(
+        self, resource: str | None, token: AccessToken, *, during_pause: bool = False
+    ) -> None:
         """Forget `token` in the shared cache, if it is still the one there (another process
-        may have stored a newer one): not while a cache outage is being waited out, which
-        would cost the caller a timeout for nothing."""
+        may have stored a newer one); by default not while a cache outage is being waited
+        out, which would cost an application's invalidation a timeout for nothing."""
         if self._cache is not None:
             key = await self._key(resource)
-            await self._shared(self._cache.discard, key, token, during_pause=False)
+            await self._shared(self._cache.discard, key, token, during_pause=during_pause)
 
     async def aclose(self) -> None:
         """Stop this event loop's flights (their waiters get an error) and close its token
